@@ -1,0 +1,61 @@
+//! The api: the HTTP front door of the signing gateway.
+//!
+//! It never calls the upstream. It records each caller's job, publishes a
+//! sign request to JetStream, waits briefly for the signer's result and
+//! answers 200 (signature) or 202 (status URL; a webhook follows).
+
+pub mod config;
+pub mod input;
+pub mod jobs;
+pub mod problem;
+pub mod request_id;
+pub mod results_watch;
+pub mod sign;
+pub mod state;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Router, middleware};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use wire_contract::Topology;
+
+pub use config::Config;
+use input::Rules;
+use problem::ApiError;
+use state::AppState;
+
+/// The router, for `run` and for tests.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/crypto/sign", get(sign::get).post(sign::post))
+        .route("/crypto/sign/jobs/{id}", get(jobs::show))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { ApiError::bad_request("not-found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    match tokio::time::timeout(std::time::Duration::from_millis(1500), state.topo.check()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready".into()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+    }
+}
+
+/// Serve on `listener` until `shutdown`; requests in flight are answered.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    topo: Topology,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let results = results_watch::spawn(topo.results.clone(), shutdown.clone());
+    let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
+    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results };
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -1,0 +1,22 @@
+//! `api` binary: configuration, logging, signals; the library does the rest.
+
+use anyhow::Context;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_kit::init_tracing();
+    let config = api::Config::from_env().context("invalid configuration")?;
+    tracing::info!(?config, "api starting");
+    let shutdown = service_kit::shutdown_on_signals();
+    let topo = wire_contract::connect(&config.nats_url, "api", Duration::from_secs(60))
+        .await
+        .context("connecting to NATS")?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    api::run(listener, config, topo, shutdown).await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Errors as RFC 9457 `application/problem+json`, one type for the api.
+//!
+//! Internals (NATS errors) are logged, never shown: the body says what the
+//! caller can do.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a handler can answer with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{detail}")]
+    BadRequest {
+        /// Short slug for the `type` URI.
+        kind: &'static str,
+        /// What is wrong, for a human.
+        detail: String,
+    },
+    /// The message exceeds the configured size.
+    #[error("message is {actual} bytes; the limit is {limit}")]
+    MessageTooLong {
+        /// Its size.
+        actual: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No such job.
+    #[error("no job {0}")]
+    UnknownJob(String),
+    /// The upstream rejected this message for good.
+    #[error("{reason}")]
+    SigningFailed {
+        /// Job id.
+        id: String,
+        /// The upstream's reason.
+        reason: String,
+    },
+    /// We cannot accept work right now (the broker is unreachable).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A 400 with a slug and detail.
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest { kind, detail: detail.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { kind, .. } => (StatusCode::BAD_REQUEST, kind, "Invalid request"),
+            ApiError::MessageTooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message-too-long", "Message too long"),
+            ApiError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown-job", "Unknown job"),
+            ApiError::SigningFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "signing-failed", "The upstream refused to sign this message"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let detail = match &self {
+            ApiError::Unavailable(internal) => {
+                tracing::warn!(error = %internal, "answering 503");
+                "the signing queue cannot be reached; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "type": format!("/problems/{kind}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if let ApiError::SigningFailed { id, .. } = &self {
+            body["id"] = json!(id);
+            body["instance"] = json!(format!("/crypto/sign/jobs/{id}"));
+        }
+        let mut response = (status, body.to_string()).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

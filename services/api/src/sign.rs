@@ -1,0 +1,215 @@
+//! `GET|POST /crypto/sign`: accept, wait briefly, answer 200 or 202.
+//!
+//! The promise is an answer within 2 s whatever the upstream does, and then
+//! exactly one of: a 200 with the signature, or a 202 followed by a webhook.
+//! The caller's reply is recorded by compare-and-set on the job record; the
+//! notifier reads (or, if the api died, claims) that same field, so a
+//! signature landing at the deadline cannot produce both or neither.
+
+use crate::input::{self, SignInput};
+use crate::problem::ApiError;
+use crate::request_id::RequestId;
+use crate::state::AppState;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::{Instant, timeout_at};
+use wire_contract::messages::{Outcome, SignRequestV1};
+use wire_contract::records::{JobRecord, Reply, ResultRecord};
+use wire_contract::time::{Clock, SystemClock};
+use wire_contract::{MessageKey, RecordError, load, names, publish_once, save};
+
+/// Time allowed for accepting a request (reading the cache, recording the
+/// job, publishing); past it the broker is too slow and we answer 503.
+const ACCEPT_WITHIN: Duration = Duration::from_millis(1000);
+/// Every answer leaves by this long after receipt.
+const ANSWER_WITHIN: Duration = Duration::from_millis(1900);
+
+/// `GET /crypto/sign?message=…&webhook_url=…`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let received = Instant::now();
+    let input = input::from_query(query.as_deref(), &state.rules)?;
+    sign(state, request_id, input, received).await
+}
+
+/// `POST /crypto/sign` with `{"message": …, "webhook_url": …}`.
+pub async fn post(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let received = Instant::now();
+    let input = input::from_json(&body, &state.rules)?;
+    sign(state, request_id, input, received).await
+}
+
+async fn sign(state: AppState, request_id: String, input: SignInput, received: Instant) -> Result<Response, ApiError> {
+    let key = MessageKey::of(&input.message);
+    let job_id = uuid::Uuid::new_v4().to_string();
+    let mut job = JobRecord {
+        id: job_id.clone(),
+        message: input.message.clone(),
+        webhook_url: input.webhook_url.clone(),
+        request_id: request_id.clone(),
+        created_at: SystemClock.now(),
+        reply: None,
+    };
+    // Subscribe before looking, so a result landing in between is not missed.
+    let mut landed = state.results.subscribe();
+    let accept_by = received + ACCEPT_WITHIN;
+    let answer_by = received + ANSWER_WITHIN;
+
+    let known = timeout_at(accept_by, load::<ResultRecord>(&state.topo.results, "result", key.as_str()))
+        .await
+        .map_err(|_| ApiError::Unavailable("reading results timed out".into()))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .value;
+    if let Some(result) = known {
+        tracing::info!(job_id, message_key = %key, "answered from the signature cache");
+        job.reply = Some(Reply::Immediate);
+        let jobs = state.topo.jobs.clone();
+        // The status resource is a convenience for a 200; keep it off the answer path.
+        tokio::spawn(async move {
+            if let Err(e) = save(&jobs, &job.id, &job, 0).await {
+                tracing::debug!(job_id = %job.id, error = %e, "recording a cached answer failed");
+            }
+        });
+        return answer_now(&job_id, &input.message, result);
+    }
+
+    let request = SignRequestV1 { job_id: job_id.clone(), message: input.message.clone() };
+    let accepted = timeout_at(accept_by, async {
+        save(&state.topo.jobs, &job_id, &job, 0).await.map_err(|e| e.to_string())?;
+        publish_once(&state.topo.js, names::REQUESTS_SUBJECT, &job_id, &request_id, &request)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match accepted {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(ApiError::Unavailable(e)),
+        Err(_) => return Err(ApiError::Unavailable("accepting the job timed out".into())),
+    }
+    tracing::info!(job_id, message_key = %key, "job accepted");
+
+    let deadline = received + state.config.sign_wait;
+    let mut result = wait_for(&mut landed, key.as_str(), deadline).await;
+    if result.is_none() {
+        // The watch may have missed it (e.g. across a broker restart).
+        let check_by = answer_by - Duration::from_millis(150);
+        if let Ok(Ok(v)) = timeout_at(check_by, load::<ResultRecord>(&state.topo.results, "result", key.as_str())).await {
+            result = v.value;
+        }
+    }
+    match result {
+        Some(result) => match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {
+            Ok(Ok(true)) => return answer_now(&job_id, &input.message, result),
+            Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
+            Ok(Err(_)) | Err(_) => {
+                // Unknown whether the claim landed. We hold the signature: give
+                // it; at worst a webhook follows (never neither).
+                tracing::warn!(job_id, "reply claim unconfirmed; answering 200");
+                return answer_now(&job_id, &input.message, result);
+            }
+        },
+        None => {
+            if let Ok(Ok(false)) = timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Deferred)).await {
+                tracing::warn!(job_id, "reply already decided as immediate");
+            }
+        }
+    }
+    Ok(pending(&state, &job_id, &input))
+}
+
+/// Wait until `deadline` for `key`'s result to land.
+async fn wait_for(
+    landed: &mut broadcast::Receiver<crate::results_watch::Landed>,
+    key: &str,
+    deadline: Instant,
+) -> Option<ResultRecord> {
+    loop {
+        tokio::select! {
+            next = landed.recv() => match next {
+                Ok((k, record)) if k == key => return Some(record),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return None;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => return None,
+        }
+    }
+}
+
+/// Set the job's reply to `want` unless already decided; returns whether
+/// the job's reply is now `want`.
+async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool, RecordError> {
+    loop {
+        let v = load::<JobRecord>(&state.topo.jobs, "job", job_id).await?;
+        let Some(mut job) = v.value else { return Ok(false) };
+        if let Some(reply) = job.reply {
+            return Ok(reply == want);
+        }
+        job.reply = Some(want);
+        match save(&state.topo.jobs, job_id, &job, v.revision).await {
+            Ok(_) => return Ok(true),
+            Err(RecordError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn answer_now(job_id: &str, message: &str, result: ResultRecord) -> Result<Response, ApiError> {
+    match result.outcome {
+        Outcome::Signed { signature } => Ok((
+            StatusCode::OK,
+            axum::Json(json!({"id": job_id, "status": "signed", "message": message, "signature": signature})),
+        )
+            .into_response()),
+        Outcome::Failed { reason } => Err(ApiError::SigningFailed { id: job_id.to_owned(), reason }),
+    }
+}
+
+/// Seconds until a retry is worth it: one budget slot's worth of time.
+pub fn retry_after_secs(state: &AppState) -> u64 {
+    let per_call = state.config.rate_window.as_secs_f64() / f64::from(state.config.rate_limit.max(1));
+    per_call.ceil().max(1.0) as u64
+}
+
+/// The status resource's URL.
+pub fn status_url(state: &AppState, job_id: &str) -> String {
+    let path = format!("/crypto/sign/jobs/{job_id}");
+    match &state.config.public_base_url {
+        Some(base) => format!("{base}{path}"),
+        None => path,
+    }
+}
+
+fn pending(state: &AppState, job_id: &str, input: &SignInput) -> Response {
+    let url = status_url(state, job_id);
+    let retry_after = retry_after_secs(state);
+    let body = json!({
+        "id": job_id,
+        "status": "pending",
+        "message": input.message,
+        "status_url": url,
+        "webhook_url": input.webhook_url,
+        "retry_after_seconds": retry_after,
+    });
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}

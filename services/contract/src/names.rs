@@ -1,0 +1,36 @@
+//! Names of streams, subjects, consumers and KV buckets.
+//!
+//! Inspect them with the `nats` CLI, e.g. `nats stream info SIGN_REQUESTS` or
+//! `nats kv get sign_results <message-key>`.
+
+/// Stream holding one sign request per accepted caller (work-queue retention).
+pub const REQUESTS_STREAM: &str = "SIGN_REQUESTS";
+/// Subject the api publishes sign requests to.
+pub const REQUESTS_SUBJECT: &str = "sign.requests";
+/// Durable consumer through which signers take sign requests.
+pub const SIGNER_CONSUMER: &str = "signer";
+
+/// Stream holding one outcome event per job, consumed by the notifier.
+pub const EVENTS_STREAM: &str = "SIGN_EVENTS";
+/// Subject of job outcome events (`signature.completed` / `signature.failed`).
+pub const EVENTS_SUBJECT: &str = "sign.events";
+/// Durable consumer through which the notifier takes outcome events.
+pub const NOTIFIER_CONSUMER: &str = "notifier";
+
+/// Stream keeping webhook deliveries whose retry schedule ran out.
+pub const DEAD_LETTER_STREAM: &str = "WEBHOOK_DEAD_LETTERS";
+/// Subject of dead-lettered deliveries (an operator can redrive them).
+pub const DEAD_LETTER_SUBJECT: &str = "webhooks.dead";
+
+/// KV bucket: job id -> [`crate::records::JobRecord`].
+pub const JOBS_BUCKET: &str = "sign_jobs";
+/// KV bucket: message key -> [`crate::records::ResultRecord`] (signature cache).
+pub const RESULTS_BUCKET: &str = "sign_results";
+/// KV bucket: message key -> [`crate::records::WorkItem`] (messages still to sign).
+pub const WORK_BUCKET: &str = "sign_work";
+/// KV bucket: [`LIMITER_KEY`] -> [`crate::records::LimiterState`].
+pub const LIMITER_BUCKET: &str = "upstream_limiter";
+/// The single key of the limiter bucket: one budget shared by all replicas.
+pub const LIMITER_KEY: &str = "calls";
+/// KV bucket: job id -> [`crate::records::DeliveryRecord`].
+pub const DELIVERIES_BUCKET: &str = "webhook_deliveries";

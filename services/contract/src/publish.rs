@@ -1,0 +1,41 @@
+//! Publishing to a stream with a deduplication id and the request id.
+//!
+//! Every publish in this system is keyed by a job id (`Nats-Msg-Id`), so a
+//! publish retried after a crash or a lost ack is stored once.
+
+use crate::encode;
+use crate::headers::with_request_id;
+use async_nats::jetstream::{self, message::PublishMessage};
+use serde::Serialize;
+
+/// A publish that JetStream did not confirm.
+#[derive(Debug, thiserror::Error)]
+#[error("publish to {subject} not confirmed: {source}")]
+pub struct PublishError {
+    subject: &'static str,
+    #[source]
+    source: async_nats::Error,
+}
+
+/// Publish `value` to `subject` with dedupe id `msg_id`, carrying
+/// `request_id`; waits for the stream's ack. Returns whether the stream
+/// already had it (a duplicate).
+pub async fn publish_once<T: Serialize>(
+    js: &jetstream::Context,
+    subject: &'static str,
+    msg_id: &str,
+    request_id: &str,
+    value: &T,
+) -> Result<bool, PublishError> {
+    let publish = PublishMessage::build()
+        .payload(encode(value))
+        .headers(with_request_id(request_id))
+        .message_id(msg_id);
+    let ack = js
+        .send_publish(subject, publish)
+        .await
+        .map_err(|e| PublishError { subject, source: e.into() })?
+        .await
+        .map_err(|e| PublishError { subject, source: e.into() })?;
+    Ok(ack.duplicate)
+}

@@ -1,0 +1,84 @@
+//! Finishing a message: store its result and tell every waiting job.
+//!
+//! Order matters. The result is written first, so any request that arrives
+//! afterwards is answered from it. Then one event per waiting job is
+//! published (deduplicated by job id), and the work item is deleted only if
+//! nobody added a job since it was read; otherwise the newcomers are told
+//! too. Every step is idempotent, so a crash anywhere is repaired by redoing.
+
+use std::time::Duration;
+use wire_contract::messages::{JobEventV1, Outcome};
+use wire_contract::records::{ResultRecord, WorkItem};
+use wire_contract::{
+    MessageKey, RecordError, Topology, UnixMillis, encode, load, names, publish_once, remove,
+};
+
+/// A completion that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    /// KV failure.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Stream publish failure.
+    #[error(transparent)]
+    Publish(#[from] wire_contract::PublishError),
+    /// KV put failure.
+    #[error("storing the result failed: {0}")]
+    Put(String),
+}
+
+/// Store `outcome` for `message` and notify its jobs.
+pub async fn complete(
+    topo: &Topology,
+    key: &MessageKey,
+    message: &str,
+    outcome: Outcome,
+    attempts: u32,
+    now: UnixMillis,
+) -> Result<(), CompleteError> {
+    let result = ResultRecord { message: message.to_owned(), outcome: outcome.clone(), attempts, at: now };
+    topo.results
+        .put(key.as_str(), encode(&result))
+        .await
+        .map_err(|e| CompleteError::Put(e.to_string()))?;
+    loop {
+        let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
+        let Some(item) = v.value else { return Ok(()) };
+        for job in &item.jobs {
+            let event = JobEventV1 { job_id: job.id.clone(), message: message.to_owned(), outcome: outcome.clone() };
+            publish_once(&topo.js, names::EVENTS_SUBJECT, &job.id, &job.request_id, &event).await?;
+            tracing::info!(job_id = %job.id, request_id = %job.request_id, kind = outcome.event_type(), "job completed");
+        }
+        match remove(&topo.work, key.as_str(), v.revision).await {
+            Ok(()) => return Ok(()),
+            Err(RecordError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// [`complete`], retried through NATS outages (a signature in hand must not
+/// be lost to a broker restart) for up to `patience`.
+pub async fn complete_with_retry(
+    topo: &Topology,
+    key: &MessageKey,
+    message: &str,
+    outcome: Outcome,
+    attempts: u32,
+    now: UnixMillis,
+    patience: Duration,
+) -> Result<(), CompleteError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match complete(topo, key, message, outcome.clone(), attempts, now).await {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() < patience => {
+                tracing::warn!(message_key = %key, error = %e, "storing the outcome failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `/healthz` and `/readyz` for the signer (used by compose health checks).
+//!
+//! Ready means: NATS and every stream and bucket answer, and the upstream has
+//! not rejected our credentials since the last success.
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+use wire_contract::Topology;
+
+/// Readiness flags set by the worker.
+#[derive(Debug)]
+pub struct Health {
+    credentials_ok: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self { credentials_ok: AtomicBool::new(true) }
+    }
+}
+
+impl Health {
+    /// Record whether the upstream accepted our credentials.
+    pub fn set_credentials_ok(&self, ok: bool) {
+        self.credentials_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Whether it did, last time it said.
+    pub fn credentials_ok(&self) -> bool {
+        self.credentials_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Serve health endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    topo: Topology,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state((topo, health));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+async fn ready(State((topo, health)): State<(Topology, Arc<Health>)>) -> (StatusCode, String) {
+    if !health.credentials_ok() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream rejects our credentials (UPSTREAM_API_KEY)".into());
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), topo.check()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready".into()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+    }
+}

@@ -1,0 +1,172 @@
+//! Taking sign requests off the stream into the work bucket.
+//!
+//! Requests are acknowledged as soon as they are recorded in the work
+//! bucket, never held while waiting for the upstream: held messages would
+//! count against `max_ack_pending` and be redelivered before new ones, which
+//! is exactly the head-of-line blocking the scheduler exists to avoid.
+
+use crate::complete::{CompleteError, complete};
+use crate::work_view::WorkView;
+use async_nats::jetstream::{
+    AckKind, Message,
+    consumer::{AckPolicy, pull},
+};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wire_contract::messages::{JobEventV1, SignRequestV1};
+use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
+use wire_contract::time::Clock;
+use wire_contract::{
+    MessageKey, RecordError, Topology, decode, headers, load, names, publish_once, save,
+};
+
+/// Why one request could not be taken in (it is redelivered).
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Publish(#[from] wire_contract::PublishError),
+    #[error(transparent)]
+    Complete(#[from] CompleteError),
+}
+
+/// Consume sign requests until `shutdown`.
+pub async fn run(topo: Topology, view: Arc<WorkView>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let mut messages = match open(&topo).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot consume sign requests; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = shutdown.cancelled() => return,
+            };
+            match next {
+                Some(Ok(msg)) => handle(&topo, &view, clock.as_ref(), msg).await,
+                Some(Err(e)) if matches!(e.kind(), pull::MessagesErrorKind::MissingHeartbeat) => {
+                    tracing::warn!(error = %e, "sign request consumer missed a heartbeat");
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "sign request consumer failed; recreating");
+                    break;
+                }
+                None => break,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn open(topo: &Topology) -> Result<pull::Stream, async_nats::Error> {
+    let stream = topo.js.get_stream(names::REQUESTS_STREAM).await?;
+    let consumer = stream
+        .get_or_create_consumer(
+            names::SIGNER_CONSUMER,
+            pull::Config {
+                durable_name: Some(names::SIGNER_CONSUMER.to_owned()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 1000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+async fn handle(topo: &Topology, view: &WorkView, clock: &dyn Clock, msg: Message) {
+    let request_id = headers::request_id_of(msg.headers.as_ref());
+    let request = match decode::<SignRequestV1>("sign request", &msg.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(request_id, error = %e, "dropping an undecodable sign request");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    match take_in(topo, view, clock, &request, &request_id).await {
+        Ok(()) => {
+            if let Err(e) = msg.double_ack().await {
+                // Redelivery is harmless: taking in is idempotent.
+                tracing::warn!(job_id = %request.job_id, request_id, error = %e, "ack failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job_id = %request.job_id, request_id, error = %e, "taking in failed; will retry");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    }
+}
+
+/// Record the job: answer it from a known result, or add it to its message's
+/// work item (creating the item for a new message). Idempotent.
+async fn take_in(
+    topo: &Topology,
+    view: &WorkView,
+    clock: &dyn Clock,
+    request: &SignRequestV1,
+    request_id: &str,
+) -> Result<(), IngestError> {
+    let key = MessageKey::of(&request.message);
+    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str()).await?.value {
+        let event = JobEventV1 {
+            job_id: request.job_id.clone(),
+            message: request.message.clone(),
+            outcome: result.outcome,
+        };
+        publish_once(&topo.js, names::EVENTS_SUBJECT, &request.job_id, request_id, &event).await?;
+        tracing::info!(job_id = %request.job_id, request_id, "answered from a known result");
+        return Ok(());
+    }
+    let job = WaitingJob { id: request.job_id.clone(), request_id: request_id.to_owned() };
+    loop {
+        let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
+        let item = match v.value {
+            Some(mut item) => {
+                if item.jobs.iter().any(|j| j.id == job.id) {
+                    return Ok(());
+                }
+                item.jobs.push(job.clone());
+                item
+            }
+            None => WorkItem {
+                message: request.message.clone(),
+                jobs: vec![job.clone()],
+                first_seen: clock.now(),
+                attempts: 0,
+                last_attempt: None,
+                last_error: None,
+                lease: None,
+            },
+        };
+        let shared = item.jobs.len() > 1;
+        match save(&topo.work, key.as_str(), &item, v.revision).await {
+            Ok(_) => {
+                tracing::info!(job_id = %job.id, request_id, message_key = %key, shared, "job queued");
+                view.apply(key.as_str(), Some(item));
+                break;
+            }
+            Err(RecordError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // A result may have landed between the check and the write; finishing
+    // again is idempotent and tells this job too.
+    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str()).await?.value {
+        complete(topo, &key, &request.message, result.outcome, result.attempts, clock.now()).await?;
+    }
+    Ok(())
+}

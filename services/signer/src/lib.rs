@@ -1,0 +1,76 @@
+//! The signer: takes sign requests from JetStream and calls the upstream at a
+//! paced rate, within one budget shared by every replica.
+//!
+//! - [`ingest`] moves requests from the stream into the work bucket.
+//! - [`worker`] asks the pure [`scheduler`] which message to try next, takes a
+//!   slot from the JetStream-held [`budget`] (decided by the pure
+//!   [`limiter`]), calls the [`upstream`] and records the outcome.
+//! - [`complete`] stores results and tells every waiting job.
+
+pub mod budget;
+pub mod complete;
+pub mod config;
+pub mod health;
+pub mod ingest;
+pub mod limiter;
+pub mod scheduler;
+pub mod upstream;
+pub mod work_view;
+pub mod worker;
+
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use wire_contract::Topology;
+use wire_contract::time::{Clock, SystemClock};
+
+pub use config::Config;
+
+/// Why the signer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The upstream HTTP client could not be built.
+    #[error("upstream client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The health endpoint failed.
+    #[error("health endpoint: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run the signer until `shutdown`; calls in flight are finished and recorded.
+pub async fn run(
+    config: Config,
+    topo: Topology,
+    health_listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let upstream = upstream::Upstream::new(&config.upstream_url, &config.upstream_api_key, config.upstream_timeout)?;
+    let budget = budget::SharedBudget::new(
+        topo.limiter.clone(),
+        limiter::Budget { limit: config.rate_limit, window: config.rate_window, margin: config.rate_margin },
+    );
+    let view = Arc::new(work_view::WorkView::default());
+    let health = Arc::new(health::Health::default());
+    let worker = Arc::new(worker::Worker::new(
+        topo.clone(),
+        upstream,
+        budget,
+        scheduler::RetryPolicy { min_backoff: config.retry_min_backoff },
+        Arc::clone(&clock),
+        Arc::clone(&view),
+        Arc::clone(&health),
+        config.signer_id.clone(),
+        config.upstream_timeout,
+        config.auth_retry_interval,
+    ));
+    let follow = tokio::spawn(work_view::follow(topo.work.clone(), Arc::clone(&view), shutdown.clone()));
+    let ingest = tokio::spawn(ingest::run(topo.clone(), Arc::clone(&view), Arc::clone(&clock), shutdown.clone()));
+    let health_task = tokio::spawn(health::serve(health_listener, topo.clone(), health, shutdown.clone()));
+    worker.run(shutdown.clone()).await;
+    let _ = ingest.await;
+    let _ = follow.await;
+    if let Ok(result) = health_task.await {
+        result?;
+    }
+    Ok(())
+}

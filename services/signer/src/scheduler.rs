@@ -1,0 +1,175 @@
+//! Which message gets the next upstream call: a pure decision over plain data.
+//!
+//! The budget (10 calls a minute) is the product's bottleneck, so the order
+//! decides how fast a burst drains. A message that failed is degraded for
+//! minutes, so retrying it soon wastes a call; a message never tried succeeds
+//! half the time. Hence: never-tried messages first (oldest first), then
+//! failed ones whose backoff has passed, least recently tried first. No
+//! message blocks another, and no slot idles while any message is eligible.
+
+use crate::limiter::Admission;
+use std::time::Duration;
+use wire_contract::UnixMillis;
+
+/// What the scheduler needs to know about one pending message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate<K> {
+    /// Caller's handle for the message (its key).
+    pub key: K,
+    /// Upstream attempts so far.
+    pub attempts: u32,
+    /// When the first request for it arrived.
+    pub first_seen: UnixMillis,
+    /// When the last attempt started.
+    pub last_attempt: Option<UnixMillis>,
+    /// Until when some signer holds it (a call in flight).
+    pub leased_until: Option<UnixMillis>,
+}
+
+/// Retry timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Least time between two attempts for one message.
+    pub min_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Wait after the `attempts`-th failed attempt before the next.
+    pub fn backoff(&self, _attempts: u32) -> Duration {
+        self.min_backoff
+    }
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next<K> {
+    /// Call the upstream for this message now.
+    Call(K),
+    /// Nothing to do before `until` (or before new work arrives, if `None`).
+    Idle {
+        /// When to decide again.
+        until: Option<UnixMillis>,
+    },
+}
+
+impl<K> Candidate<K> {
+    /// Earliest instant this message may be tried.
+    pub fn eligible_at(&self, policy: &RetryPolicy) -> UnixMillis {
+        let by_backoff = match self.last_attempt {
+            None => self.first_seen,
+            Some(last) => last.plus(policy.backoff(self.attempts)),
+        };
+        match self.leased_until {
+            Some(lease) => by_backoff.max(lease),
+            None => by_backoff,
+        }
+    }
+}
+
+/// Decide the next call at `now`. `admission` is the limiter's answer for
+/// `now`; `paused_until` stops all calls (e.g. after the upstream rejected
+/// our credentials).
+pub fn next<K: Clone>(
+    now: UnixMillis,
+    candidates: &[Candidate<K>],
+    admission: Admission,
+    policy: &RetryPolicy,
+    paused_until: Option<UnixMillis>,
+) -> Next<K> {
+    if candidates.is_empty() {
+        return Next::Idle { until: None };
+    }
+    let earliest = candidates.iter().map(|c| c.eligible_at(policy)).min();
+    let mut gate = now;
+    if let Admission::At(t) = admission {
+        gate = gate.max(t);
+    }
+    if let Some(p) = paused_until {
+        gate = gate.max(p);
+    }
+    if gate > now {
+        return Next::Idle { until: earliest.map(|e| e.max(gate)) };
+    }
+    let best = candidates
+        .iter()
+        .filter(|c| c.eligible_at(policy) <= now)
+        // Never tried first (by arrival), then least recently tried.
+        .min_by_key(|c| match c.last_attempt {
+            None => (0u8, c.first_seen),
+            Some(last) => (1u8, last),
+        });
+    match best {
+        Some(c) => Next::Call(c.key.clone()),
+        None => Next::Idle { until: earliest },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy { min_backoff: Duration::from_secs(30) };
+
+    fn t(secs: u64) -> UnixMillis {
+        UnixMillis(10_000_000 + secs * 1000)
+    }
+
+    fn fresh(key: &'static str, seen: u64) -> Candidate<&'static str> {
+        Candidate { key, attempts: 0, first_seen: t(seen), last_attempt: None, leased_until: None }
+    }
+
+    fn failed(key: &'static str, attempts: u32, last: u64) -> Candidate<&'static str> {
+        Candidate {
+            key,
+            attempts,
+            first_seen: t(0),
+            last_attempt: Some(t(last)),
+            leased_until: None,
+        }
+    }
+
+    #[test]
+    fn never_tried_messages_go_before_retries_even_if_newer() {
+        let c = [failed("old", 1, 0), fresh("new", 50)];
+        assert_eq!(next(t(60), &c, Admission::Now, &POLICY, None), Next::Call("new"));
+    }
+
+    #[test]
+    fn retries_go_least_recently_tried_first_and_respect_backoff() {
+        let c = [failed("a", 3, 40), failed("b", 1, 20), failed("c", 1, 45)];
+        assert_eq!(next(t(60), &c, Admission::Now, &POLICY, None), Next::Call("b"));
+        // At 55 s only b (20+30) is due; at 49 s nothing: idle until b is due.
+        assert_eq!(next(t(49), &c, Admission::Now, &POLICY, None), Next::Idle { until: Some(t(50)) });
+    }
+
+    #[test]
+    fn a_degraded_message_does_not_block_others() {
+        // "stuck" failed many times; "x" and "y" arrive later and are served.
+        let c = [failed("stuck", 9, 100), fresh("x", 101), fresh("y", 102)];
+        assert_eq!(next(t(103), &c, Admission::Now, &POLICY, None), Next::Call("x"));
+        let c = [failed("stuck", 9, 100), failed("x", 1, 103), fresh("y", 102)];
+        assert_eq!(next(t(104), &c, Admission::Now, &POLICY, None), Next::Call("y"));
+    }
+
+    #[test]
+    fn leased_messages_wait_for_their_lease() {
+        let mut c = fresh("a", 0);
+        c.leased_until = Some(t(20));
+        assert_eq!(next(t(5), &[c.clone()], Admission::Now, &POLICY, None), Next::Idle { until: Some(t(20)) });
+        assert_eq!(next(t(20), &[c], Admission::Now, &POLICY, None), Next::Call("a"));
+    }
+
+    #[test]
+    fn idles_until_the_limiter_frees_a_slot_or_the_pause_ends() {
+        let c = [fresh("a", 0)];
+        assert_eq!(next(t(1), &c, Admission::At(t(7)), &POLICY, None), Next::Idle { until: Some(t(7)) });
+        assert_eq!(next(t(1), &c, Admission::Now, &POLICY, Some(t(9))), Next::Idle { until: Some(t(9)) });
+        assert_eq!(next(t(9), &c, Admission::Now, &POLICY, Some(t(9))), Next::Call("a"));
+    }
+
+    #[test]
+    fn nothing_pending_means_idle_until_new_work() {
+        let none: [Candidate<&str>; 0] = [];
+        assert_eq!(next(t(1), &none, Admission::Now, &POLICY, None), Next::Idle { until: None });
+    }
+}

@@ -1,0 +1,280 @@
+//! The paced loop: ask the scheduler, claim the message, take a budget slot,
+//! call the upstream, record what happened.
+//!
+//! Calls run concurrently (a hanging upstream call must not stop the next
+//! slot from being used); a message with a call in flight is leased, so no
+//! replica picks it twice. The lease outlives the call timeout, so a replica
+//! that dies mid-call hands the message back when the lease expires.
+
+use crate::budget::{SharedBudget, Taken};
+use crate::complete::complete_with_retry;
+use crate::health::Health;
+use crate::scheduler::{self, Candidate, Next, RetryPolicy};
+use crate::upstream::{CallOutcome, Upstream};
+use crate::work_view::WorkView;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wire_contract::messages::Outcome;
+use wire_contract::records::{Lease, ResultRecord, WorkItem};
+use wire_contract::time::Clock;
+use wire_contract::{MessageKey, RecordError, Topology, UnixMillis, load, save};
+
+/// Everything the loop needs.
+pub struct Worker {
+    /// Streams and buckets.
+    pub topo: Topology,
+    /// The upstream client.
+    pub upstream: Upstream,
+    /// The shared budget.
+    pub budget: SharedBudget,
+    /// Retry timing.
+    pub policy: RetryPolicy,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Pending messages.
+    pub view: Arc<WorkView>,
+    /// Readiness flags.
+    pub health: Arc<Health>,
+    /// This replica's name.
+    pub signer_id: String,
+    /// Per-call timeout (bounds the lease).
+    pub call_timeout: Duration,
+    /// Pause after a credentials error.
+    pub auth_retry_interval: Duration,
+    in_flight: Mutex<HashSet<String>>,
+    paused_until: Mutex<Option<UnixMillis>>,
+}
+
+/// A message this replica holds the lease on.
+struct Claimed {
+    key: MessageKey,
+    item: WorkItem,
+}
+
+impl Worker {
+    /// Assemble a worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        topo: Topology,
+        upstream: Upstream,
+        budget: SharedBudget,
+        policy: RetryPolicy,
+        clock: Arc<dyn Clock>,
+        view: Arc<WorkView>,
+        health: Arc<Health>,
+        signer_id: String,
+        call_timeout: Duration,
+        auth_retry_interval: Duration,
+    ) -> Self {
+        Self {
+            topo,
+            upstream,
+            budget,
+            policy,
+            clock,
+            view,
+            health,
+            signer_id,
+            call_timeout,
+            auth_retry_interval,
+            in_flight: Mutex::new(HashSet::new()),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    fn lease_span(&self) -> Duration {
+        self.call_timeout + Duration::from_secs(5)
+    }
+
+    /// Run until `shutdown`, then wait for calls in flight to be recorded.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut calls = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while calls.try_join_next().is_some() {}
+            let now = self.clock.now();
+            let candidates: Vec<Candidate<String>> = {
+                let skip = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                self.view.candidates(&skip)
+            };
+            let admission = match self.budget.admission(now).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the budget");
+                    self.pause(&shutdown, Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            match scheduler::next(now, &candidates, admission, &self.policy, paused) {
+                Next::Call(key) => match self.claim(&key).await {
+                    Ok(Some(claimed)) => {
+                        let me = Arc::clone(&self);
+                        calls.spawn(async move { me.call(claimed).await });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(message_key = %key, error = %e, "claim failed");
+                        self.pause(&shutdown, Duration::from_millis(200)).await;
+                    }
+                },
+                Next::Idle { until } => {
+                    let wait = until.map(|t| t.since(now)).unwrap_or(Duration::from_secs(5));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+                        _ = self.view.changed() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        // Calls in flight finish within their timeout; record their outcome
+        // rather than leave the message leased until the lease runs out.
+        let drain = async { while calls.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(self.lease_span(), drain).await;
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Lease `key` for one call and take a budget slot for it. `None` when
+    /// the message is gone, not due, held elsewhere, or no slot is free.
+    async fn claim(&self, key: &str) -> Result<Option<Claimed>, RecordError> {
+        let mkey = MessageKey::of_key(key);
+        loop {
+            let v = load::<WorkItem>(&self.topo.work, "work item", key).await?;
+            let Some(item) = v.value else {
+                self.view.apply(key, None);
+                return Ok(None);
+            };
+            if let Some(result) = load::<ResultRecord>(&self.topo.results, "result", key).await?.value {
+                // Signed by another replica or before a restart: just finish.
+                let now = self.clock.now();
+                if let Err(e) = complete_with_retry(&self.topo, &mkey, &item.message, result.outcome, result.attempts, now, Duration::from_secs(5)).await {
+                    tracing::warn!(message_key = %key, error = %e, "finishing a known result failed");
+                }
+                return Ok(None);
+            }
+            let now = self.clock.now();
+            let candidate = Candidate {
+                key: (),
+                attempts: item.attempts,
+                first_seen: item.first_seen,
+                last_attempt: item.last_attempt,
+                leased_until: item.lease.as_ref().map(|l| l.until),
+            };
+            if candidate.eligible_at(&self.policy) > now {
+                self.view.apply(key, Some(item));
+                return Ok(None);
+            }
+            let mut leased = item.clone();
+            leased.attempts += 1;
+            leased.last_attempt = Some(now);
+            leased.lease = Some(Lease { owner: self.signer_id.clone(), until: now.plus(self.lease_span()) });
+            let revision = match save(&self.topo.work, key, &leased, v.revision).await {
+                Ok(r) => r,
+                Err(RecordError::Conflict) => continue,
+                Err(e) => return Err(e),
+            };
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned());
+            match self.budget.take(self.clock.as_ref()).await {
+                Ok(Taken::At(_)) => return Ok(Some(Claimed { key: mkey, item: leased })),
+                Ok(Taken::NotBefore(_)) => {
+                    // Another replica took the slot first: give the lease back.
+                    self.unlease(key, revision, item).await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.unlease(key, revision, item).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Undo a claim that got no budget slot (no call was made).
+    async fn unlease(&self, key: &str, revision: u64, before: WorkItem) {
+        if let Err(e) = save(&self.topo.work, key, &before, revision).await {
+            // The lease simply expires; the attempt counts as made.
+            tracing::debug!(message_key = %key, error = %e, "could not undo a claim");
+        }
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.view.poke();
+    }
+
+    async fn call(self: Arc<Self>, claimed: Claimed) {
+        let Claimed { key, item } = claimed;
+        let jobs: Vec<&str> = item.jobs.iter().map(|j| j.id.as_str()).collect();
+        let request_ids: Vec<&str> = item.jobs.iter().map(|j| j.request_id.as_str()).collect();
+        let started = std::time::Instant::now();
+        let outcome = self.upstream.sign(&item.message).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(message_key = %key, attempt = item.attempts, ?jobs, ?request_ids, latency_ms, outcome = ?short(&outcome), "upstream call");
+        let now = self.clock.now();
+        match outcome {
+            CallOutcome::Signed(signature) => {
+                self.health.set_credentials_ok(true);
+                self.finish(&key, &item, Outcome::Signed { signature }, now).await;
+            }
+            CallOutcome::Rejected(reason) => {
+                self.health.set_credentials_ok(true);
+                self.finish(&key, &item, Outcome::Failed { reason }, now).await;
+            }
+            CallOutcome::RetryLater(reason) => self.release(&key, reason).await,
+            CallOutcome::Misconfigured(reason) => {
+                tracing::error!(message_key = %key, reason, "UPSTREAM REJECTS OUR CREDENTIALS: check UPSTREAM_API_KEY; jobs are kept and retried slowly");
+                self.health.set_credentials_ok(false);
+                *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.plus(self.auth_retry_interval));
+                self.release(&key, reason).await;
+            }
+        }
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
+        self.view.poke();
+    }
+
+    async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {
+        if let Err(e) = complete_with_retry(&self.topo, key, &item.message, outcome, item.attempts, now, Duration::from_secs(120)).await {
+            tracing::error!(message_key = %key, error = %e, "could not store an outcome; the message will be retried when its lease expires");
+        }
+    }
+
+    /// Give the message back for a later attempt, keeping its history.
+    async fn release(&self, key: &MessageKey, reason: String) {
+        for _ in 0..50 {
+            let v = match load::<WorkItem>(&self.topo.work, "work item", key.as_str()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(message_key = %key, error = %e, "release: read failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let Some(mut item) = v.value else { return };
+            item.lease = None;
+            item.last_error = Some(reason.clone());
+            match save(&self.topo.work, key.as_str(), &item, v.revision).await {
+                Ok(_) => return,
+                Err(RecordError::Conflict) => continue,
+                Err(e) => {
+                    tracing::warn!(message_key = %key, error = %e, "release: write failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+fn short(outcome: &CallOutcome) -> String {
+    match outcome {
+        CallOutcome::Signed(_) => "signed".to_owned(),
+        CallOutcome::RetryLater(r) => format!("retry later: {r}"),
+        CallOutcome::Misconfigured(r) => format!("misconfigured: {r}"),
+        CallOutcome::Rejected(r) => format!("rejected: {r}"),
+    }
+}
