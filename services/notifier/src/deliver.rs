@@ -259,6 +259,21 @@ mod tests {
         assert_eq!(classify(500, Some("120")), RETRY);
     }
 
+    #[tokio::test]
+    async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
+        // `send` skips the URL check on purpose here: the resolver must refuse
+        // on its own, since it is what guards the address actually dialled.
+        let config = Config::from_vars(|k| (k == "WEBHOOK_TIMEOUT").then(|| "2s".to_owned())).expect("config");
+        let sender = Sender::new(&config).expect("client");
+        let url = Url::parse("http://localhost:9/hook").expect("url");
+        let delivery = Delivery { url: &url, job_id: "j", request_id: "r", body: b"{}", now: UnixMillis(0) };
+        let report = sender.send(delivery).await;
+        assert_eq!(report.verdict, Verdict::Failed(Failure::Permanent));
+        let error = report.error.unwrap_or_default();
+        assert!(error.starts_with("refused target: localhost resolves to"), "{error}");
+        assert!(error.contains("loopback"), "{error}");
+    }
+
     #[test]
     fn refused_targets_are_permanent_and_say_why() {
         let report = AttemptReport::refused("webhook address 10.0.0.1 is not allowed (private)");

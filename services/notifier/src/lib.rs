@@ -1,1 +1,77 @@
+//! The notifier: delivers job outcomes to webhooks, durably.
+//!
+//! It consumes the signer's outcome events from JetStream and POSTs each to
+//! the job's webhook, signed the Standard Webhooks way, retrying on a
+//! schedule that lasts about a day. The retry state lives in the deliveries
+//! KV bucket, not in memory, so a kill -9 or a second replica changes
+//! nothing: redelivered events carry on from the record. Whether a webhook
+//! is owed at all is settled by compare-and-set on the job record's `reply`
+//! (see [`decision`]): a caller answered 200 never gets one, a caller
+//! answered 202 always does.
+//!
+//! Layout: [`decision`] and [`retry`] are pure; [`handle`] and [`consumer`]
+//! are the shell that does NATS and HTTP ([`deliver`]).
 
+pub mod config;
+pub mod consumer;
+pub mod dead_letter;
+pub mod decision;
+pub mod deliver;
+pub mod handle;
+pub mod limits;
+pub mod payload;
+pub mod record;
+pub mod resolver;
+pub mod retry;
+pub mod signing;
+
+pub use config::Config;
+pub use dead_letter::{DeadLetterV1, Redriven, redrive};
+
+use config::SecretOrigin;
+use handle::Shared;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wire_contract::Topology;
+use wire_contract::time::SystemClock;
+
+/// Why the notifier could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The HTTP client could not be built (TLS backend).
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Deliver webhooks until `shutdown` is cancelled, then drain and return.
+///
+/// NATS errors are not fatal: the consumer is recreated with backoff.
+///
+/// # Errors
+///
+/// Only at start, if the HTTP client cannot be built.
+pub async fn run(config: Config, topology: Topology, shutdown: CancellationToken) -> Result<(), Error> {
+    info!(?config, "notifier starting");
+    if config.secret_origin == SecretOrigin::Generated {
+        let generated = config.signing_keys.iter().map(|k| k.to_whsec()).collect::<Vec<_>>().join(",");
+        warn!(
+            webhook_secret = %generated,
+            "WEBHOOK_SECRET is not set: signing with a random secret for this run only (demo mode); \
+             set WEBHOOK_SECRET (and WEBHOOK_REQUIRE_SECRET=true) in production"
+        );
+    }
+    let sender = deliver::Sender::new(&config)?;
+    let shared = Arc::new(Shared {
+        hosts: limits::HostLimits::new(config.per_host_concurrency),
+        global: Semaphore::new(config.concurrency),
+        topology,
+        sender,
+        config,
+        clock: Arc::new(SystemClock),
+        shutdown,
+    });
+    consumer::consume(shared).await;
+    Ok(())
+}

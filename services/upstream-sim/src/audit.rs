@@ -171,7 +171,14 @@ impl Audit {
     /// Checks an authorised call seen at `now_ms` against the window.
     pub fn admit(&self, now_ms: u64) -> Admission {
         let arrived_at_ms = self.arrival(now_ms);
-        let counted = self.records.iter().rev().filter(|r| r.counted);
+        // Stop at the window's edge first, so uncounted (401) records
+        // outside it are never scanned.
+        let counted = self
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| r.arrived_at_ms.saturating_add(self.window_ms) > arrived_at_ms)
+            .filter(|r| r.counted);
         let violation = is_violation(
             counted.map(|r| r.arrived_at_ms),
             arrived_at_ms,
@@ -357,9 +364,15 @@ mod tests {
         audit.amend(id, Outcome::InternalError, Some(500));
 
         let s = audit.summary();
-        assert_eq!((s.calls, s.successes, s.failures, s.violations), (6, 2, 4, 1));
+        assert_eq!(
+            (s.calls, s.successes, s.failures, s.violations),
+            (6, 2, 4, 1)
+        );
         assert_eq!(s.max_in_window, 5);
-        assert_eq!((s.first_call_ms, s.last_call_ms), (Some(1_000), Some(6_000)));
+        assert_eq!(
+            (s.first_call_ms, s.last_call_ms),
+            (Some(1_000), Some(6_000))
+        );
         assert_eq!((s.distinct_messages, s.signed_messages), (5, 2));
         assert_eq!(s.by_outcome.get(&Outcome::InternalError), Some(&1));
         assert_eq!(audit.calls(Some(4_000)).len(), 3);

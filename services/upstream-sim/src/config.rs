@@ -203,7 +203,8 @@ impl Config {
             key,
             seed: env.parse_opt("SIM_SEED")?,
             failure: FailureSettings {
-                first_try_success: env.parse("SIM_FIRST_TRY_SUCCESS", d.failure.first_try_success)?,
+                first_try_success: env
+                    .parse("SIM_FIRST_TRY_SUCCESS", d.failure.first_try_success)?,
                 degraded_min: env.duration("SIM_DEGRADED_MIN", d.failure.degraded_min)?,
                 degraded_max: env.duration("SIM_DEGRADED_MAX", d.failure.degraded_max)?,
                 time_scale: env.parse("SIM_TIME_SCALE", d.failure.time_scale)?,

@@ -93,12 +93,16 @@ impl FailureModel {
                     (Verdict::Sign, MessageState::Healthy)
                 } else {
                     let until = now.saturating_add(draw.degraded_for);
-                    (Verdict::Degraded { until }, MessageState::DegradedUntil(until))
+                    (
+                        Verdict::Degraded { until },
+                        MessageState::DegradedUntil(until),
+                    )
                 }
             }
-            Some(MessageState::DegradedUntil(until)) if now < until => {
-                (Verdict::Degraded { until }, MessageState::DegradedUntil(until))
-            }
+            Some(MessageState::DegradedUntil(until)) if now < until => (
+                Verdict::Degraded { until },
+                MessageState::DegradedUntil(until),
+            ),
             Some(_) => (Verdict::Sign, MessageState::Healthy),
         }
     }
@@ -147,7 +151,10 @@ mod tests {
         let model = FailureModel::new(99, settings(0.0, 1.0));
         for i in 0..1000 {
             let d = model.draw(&format!("m{i}")).degraded_for;
-            assert!(d >= Duration::from_secs(60) && d <= Duration::from_secs(300), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(60) && d <= Duration::from_secs(300),
+                "{d:?}"
+            );
         }
     }
 

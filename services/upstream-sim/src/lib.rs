@@ -55,7 +55,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let seed = config.seed.unwrap_or_else(rand::random);
-    let seed_source = if config.seed.is_some() { "SIM_SEED" } else { "random" };
+    let seed_source = if config.seed.is_some() {
+        "SIM_SEED"
+    } else {
+        "random"
+    };
     tracing::info!(?config, seed, seed_source, "starting upstream simulator");
 
     let key_source = config.key.clone();

@@ -167,7 +167,8 @@ mod tests {
         let path = std::env::temp_dir().join(format!("upstream-sim-{}.pem", std::process::id()));
         std::fs::write(&path, pem.as_bytes()).expect("write");
         let loaded = MessageSigner::from_pem_file(&path);
-        let garbage = std::fs::write(&path, "not a key").map(|()| MessageSigner::from_pem_file(&path));
+        let garbage =
+            std::fs::write(&path, "not a key").map(|()| MessageSigner::from_pem_file(&path));
         let _ = std::fs::remove_file(&path);
 
         let loaded = loaded.expect("load");

@@ -40,8 +40,9 @@ impl Delivery {
                 })
                 .or_insert_with(|| value.into_owned());
         }
-        let body = serde_json::from_slice(body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
+        let body = serde_json::from_slice(body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        });
         Self {
             received_at,
             received_at_ms,

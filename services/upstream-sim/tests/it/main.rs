@@ -23,11 +23,22 @@ async fn requires_the_key() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
     let root = format!("{}/", sim.base);
-    let welcome = sim.client.get(&root).header("Authorization", KEY).send().await.expect("send");
+    let welcome = sim
+        .client
+        .get(&root)
+        .header("Authorization", KEY)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(welcome.status(), StatusCode::OK);
     let anonymous = sim.client.get(&root).send().await.expect("send");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let health = sim.client.get(format!("{}/healthz", sim.base)).send().await.expect("send");
+    let health = sim
+        .client
+        .get(format!("{}/healthz", sim.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(health.text().await.expect("body"), "ok");
 
     // Unauthorised calls are audited but do not count toward the limit.
@@ -64,7 +75,12 @@ async fn signs_verifiably() {
     assert_eq!(calls[0]["message"], message);
     assert_eq!(calls[0]["outcome"], "signed");
     assert_eq!(calls[0]["status"], 200);
-    assert!(calls[0]["arrived_at"].as_str().expect("rfc3339").ends_with('Z'));
+    assert!(
+        calls[0]["arrived_at"]
+            .as_str()
+            .expect("rfc3339")
+            .ends_with('Z')
+    );
     assert_eq!(calls[1]["outcome"], "bad_request");
     sim.stop().await;
 }
@@ -116,7 +132,10 @@ async fn counts_but_allows_violations_when_not_enforcing() {
     config.audit.enforce_limit = false;
     let sim = spawn(config).await;
     for _ in 0..3 {
-        assert_eq!(sim.sign("same").await.expect("send").status(), StatusCode::OK);
+        assert_eq!(
+            sim.sign("same").await.expect("send").status(),
+            StatusCode::OK
+        );
     }
     let summary = sim.get_json("/admin/audit/summary").await;
     assert_eq!(summary["violations"], 2);
@@ -133,8 +152,14 @@ async fn degraded_messages_recover_after_their_scaled_duration() {
     config.failure.time_scale = 30.0; // 30 s become 1 s.
     let sim = spawn(config).await;
 
-    assert_eq!(sim.sign("flaky").await.expect("send").status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(sim.sign("flaky").await.expect("send").status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        sim.sign("flaky").await.expect("send").status(),
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        sim.sign("flaky").await.expect("send").status(),
+        StatusCode::BAD_GATEWAY
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let recovered = sim.sign("flaky").await.expect("send");
     assert_eq!(recovered.status(), StatusCode::OK);
@@ -187,9 +212,15 @@ async fn chaos_latency_delays_the_answer() {
     let sim = spawn(config).await;
     let _warm = sim.client.get(format!("{}/healthz", sim.base)).send().await;
     let start = std::time::Instant::now();
-    assert_eq!(sim.sign("slow").await.expect("send").status(), StatusCode::OK);
+    assert_eq!(
+        sim.sign("slow").await.expect("send").status(),
+        StatusCode::OK
+    );
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert_eq!(sim.get_json("/admin/audit").await["calls"][0]["delay_ms"], 300);
+    assert_eq!(
+        sim.get_json("/admin/audit").await["calls"][0]["delay_ms"],
+        300
+    );
     sim.stop().await;
 }
 
@@ -211,9 +242,8 @@ async fn hanging_calls_time_out_and_do_not_block_shutdown() {
     // A hang still in flight when shutdown starts is released.
     let client = sim.client.clone();
     let url = format!("{}/crypto/sign?message=stuck2", sim.base);
-    let in_flight = tokio::spawn(async move {
-        client.get(url).header("Authorization", KEY).send().await
-    });
+    let in_flight =
+        tokio::spawn(async move { client.get(url).header("Authorization", KEY).send().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.stop().await;
     let result = in_flight.await.expect("task");
@@ -233,7 +263,13 @@ async fn webhook_inbox_round_trip() {
         .await
         .expect("send");
     assert_eq!(posted.status(), StatusCode::NO_CONTENT);
-    let text = sim.client.post(&inbox).body("plain").send().await.expect("send");
+    let text = sim
+        .client
+        .post(&inbox)
+        .body("plain")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(text.status(), StatusCode::NO_CONTENT);
 
     let listed = sim.get_json("/webhooks/inbox").await;
@@ -247,6 +283,9 @@ async fn webhook_inbox_round_trip() {
 
     let cleared = sim.client.delete(&inbox).send().await.expect("send");
     assert_eq!(cleared.status(), StatusCode::NO_CONTENT);
-    assert_eq!(sim.get_json("/webhooks/inbox").await["deliveries"], serde_json::json!([]));
+    assert_eq!(
+        sim.get_json("/webhooks/inbox").await["deliveries"],
+        serde_json::json!([])
+    );
     sim.stop().await;
 }

@@ -1,0 +1,230 @@
+//! The JetStream shell: a durable pull consumer on the events stream, one
+//! task per message, and recovery from whatever NATS does.
+//!
+//! Each message is handled in its own task so that a slow receiver never
+//! holds up the next message (bounds live in [`crate::limits`] and the
+//! global semaphore). The fetch loop survives server restarts and a deleted
+//! consumer: when the message stream errors repeatedly or ends, it recreates
+//! the consumer (and, if needed, the stream) with backoff. It never exits on
+//! a NATS error; only cancellation stops it.
+
+use crate::handle::{Disposition, Shared, handle};
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{AckKind, Message};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use wire_contract::Topology;
+use wire_contract::headers::request_id_of;
+use wire_contract::names::{EVENTS_STREAM, NOTIFIER_CONSUMER};
+
+/// How long the server waits for an ack before redelivering.
+pub const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Most messages handed out and not yet acked (delayed NAKs count too).
+pub const MAX_ACK_PENDING: i64 = 10_000;
+/// Most messages this replica holds at once (waiting, sending, recording).
+const MAX_HELD: usize = MAX_ACK_PENDING as usize;
+/// Errors in a row from the message stream before it is recreated.
+const MAX_STREAM_ERRORS: u32 = 3;
+/// Backoff between attempts to (re)open the consumer.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// After the drain timeout, how long handlers get to hand messages back.
+const HAND_BACK: Duration = Duration::from_secs(2);
+
+/// The durable consumer's configuration.
+pub fn consumer_config() -> pull::Config {
+    pull::Config {
+        durable_name: Some(NOTIFIER_CONSUMER.to_owned()),
+        description: Some("notifier: delivers job outcomes to webhooks".to_owned()),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_deliver: -1,
+        max_ack_pending: MAX_ACK_PENDING,
+        ..Default::default()
+    }
+}
+
+/// Consume job events until `shutdown`, then drain: wait up to the drain
+/// timeout for handlers in flight, and make the rest hand their messages back.
+pub async fn consume(shared: Arc<Shared>) {
+    let shutdown = shared.shutdown.clone();
+    let held = Arc::new(Semaphore::new(MAX_HELD));
+    let hard_stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut backoff = BACKOFF_MIN;
+    let batch = shared.config.concurrency.clamp(1, 256);
+
+    'reopen: while !shutdown.is_cancelled() {
+        let Some(consumer) = open_with_backoff(&shared.topology, &shutdown).await else { break };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .expires(Duration::from_secs(30))
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(messages) => messages,
+            Err(err) => {
+                warn!(error = %err, "could not start pulling messages; retrying");
+                if !pause(&shutdown, &mut backoff).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        info!(consumer = NOTIFIER_CONSUMER, stream = EVENTS_STREAM, "consuming job events");
+        let mut errors = 0;
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'reopen,
+                permit = Arc::clone(&held).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break 'reopen,
+                },
+            };
+            let item = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'reopen,
+                item = messages.next() => item,
+            };
+            match item {
+                Some(Ok(message)) => {
+                    errors = 0;
+                    backoff = BACKOFF_MIN;
+                    tasks.spawn(supervise(Arc::clone(&shared), message, permit, hard_stop.clone()));
+                }
+                Some(Err(err)) => {
+                    errors += 1;
+                    let fatal = matches!(
+                        err.kind(),
+                        MessagesErrorKind::ConsumerDeleted
+                            | MessagesErrorKind::NoResponders
+                            | MessagesErrorKind::PushBasedConsumer
+                            | MessagesErrorKind::RequestLimitExceeded
+                    );
+                    warn!(error = %err, kind = ?err.kind(), errors, "error from the message stream");
+                    if fatal || errors >= MAX_STREAM_ERRORS {
+                        break;
+                    }
+                }
+                None => {
+                    warn!("message stream ended");
+                    break;
+                }
+            }
+        }
+        info!("recreating the consumer");
+        if !pause(&shutdown, &mut backoff).await {
+            break;
+        }
+    }
+
+    drain(&shared, tasks, hard_stop).await;
+}
+
+/// Handle one message in its own task: keep it alive with progress acks
+/// while it is held, then settle it.
+async fn supervise(shared: Arc<Shared>, message: Message, _held: OwnedSemaphorePermit, hard_stop: CancellationToken) {
+    let request_id = request_id_of(message.headers.as_ref());
+    let work = handle(&shared, &message.payload, request_id);
+    tokio::pin!(work);
+    let every = ACK_WAIT / 2;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let disposition = loop {
+        tokio::select! {
+            biased;
+            disposition = &mut work => break disposition,
+            _ = hard_stop.cancelled() => break Disposition::Nak(Duration::ZERO),
+            _ = progress.tick() => {
+                if let Err(err) = message.ack_with(AckKind::Progress).await {
+                    warn!(error = %err, "could not extend the ack deadline");
+                }
+            }
+        }
+    };
+    let kind = match disposition {
+        Disposition::Ack => AckKind::Ack,
+        Disposition::Nak(delay) if delay.is_zero() => AckKind::Nak(None),
+        Disposition::Nak(delay) => AckKind::Nak(Some(delay)),
+        Disposition::Term => AckKind::Term,
+    };
+    if let Err(err) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; the delivery record keeps
+        // that redelivery from repeating finished work.
+        warn!(error = %err, ?disposition, "could not settle the message");
+    }
+}
+
+/// Wait for handlers up to the drain timeout, then make the rest hand their
+/// messages back, and flush the acks.
+async fn drain(shared: &Shared, mut tasks: JoinSet<()>, hard_stop: CancellationToken) {
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        info!(in_flight, "shutting down: waiting for deliveries in flight");
+    }
+    let all_done = async {
+        while tasks.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(shared.config.drain_timeout, all_done).await.is_err() {
+        warn!(left = tasks.len(), "drain timeout: handing the remaining messages back");
+        hard_stop.cancel();
+        let handed_back = async {
+            while tasks.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(HAND_BACK, handed_back).await.is_err() {
+            tasks.abort_all();
+        }
+    }
+    if let Err(err) = shared.topology.js.client().flush().await {
+        warn!(error = %err, "could not flush acks on shutdown");
+    }
+    info!("notifier stopped");
+}
+
+/// Open the durable consumer, retrying with backoff; `None` if cancelled.
+async fn open_with_backoff(topology: &Topology, shutdown: &CancellationToken) -> Option<PullConsumer> {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match open(topology).await {
+            Ok(consumer) => return Some(consumer),
+            Err(err) => warn!(error = %err, "could not open the notifier consumer; retrying"),
+        }
+        if !pause(shutdown, &mut backoff).await {
+            return None;
+        }
+    }
+}
+
+/// Get the events stream (recreating the topology if it is gone) and create
+/// or update the durable consumer on it.
+async fn open(topology: &Topology) -> Result<PullConsumer, async_nats::Error> {
+    let stream = match topology.js.get_stream(EVENTS_STREAM).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            debug!(error = %err, "events stream not found; recreating the topology");
+            Topology::ensure(topology.js.clone()).await?;
+            topology.js.get_stream(EVENTS_STREAM).await?
+        }
+    };
+    Ok(stream.create_consumer(consumer_config()).await?)
+}
+
+/// Sleep for `backoff` (doubling it for next time); `false` if cancelled.
+async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}

@@ -1,0 +1,247 @@
+//! End to end against a real nats-server and a real HTTP receiver: the
+//! notifier retries through failures, never webhooks a 200 caller, claims
+//! jobs the api never answered, dead-letters what cannot be delivered, and
+//! can redrive it.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+use async_nats::jetstream;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use helpers::{NatsServer, Receiver, eventually};
+use hmac::{Hmac, Mac};
+use notifier::{Config, DeadLetterV1, Redriven};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wire_contract::headers::with_request_id;
+use wire_contract::messages::{JobEventV1, Outcome};
+use wire_contract::names::{DEAD_LETTER_STREAM, EVENTS_SUBJECT};
+use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply};
+use wire_contract::time::{Clock, SystemClock};
+use wire_contract::{Topology, UnixMillis, decode, encode, load, save};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Harness {
+    topology: Topology,
+    receiver: Receiver,
+    shutdown: CancellationToken,
+    run: tokio::task::JoinHandle<Result<(), notifier::Error>>,
+    // Last: dropped (killed) after everything that talks to it.
+    _nats: NatsServer,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let nats = NatsServer::start().await;
+        let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+        let topology = Topology::ensure(jetstream::new(client)).await.unwrap();
+        let receiver = Receiver::start().await;
+        let vars: HashMap<&str, String> = [
+            ("NATS_URL", nats.url.clone()),
+            ("WEBHOOK_SECRET", SECRET.to_owned()),
+            ("WEBHOOK_REQUIRE_SECRET", "true".to_owned()),
+            ("WEBHOOK_RETRY_SCHEDULE", "0s,100ms,100ms,100ms".to_owned()),
+            ("WEBHOOK_RETRY_JITTER", "0".to_owned()),
+            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".to_owned()),
+            ("WEBHOOK_TIMEOUT", "5s".to_owned()),
+            ("REPLY_GRACE", "2s".to_owned()),
+            ("NOTIFIER_ID", "it".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let config = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(notifier::run(config, topology.clone(), shutdown.clone()));
+        Self { topology, receiver, shutdown, run, _nats: nats }
+    }
+
+    /// Store a job record and publish its outcome event, as api and signer would.
+    async fn job(&self, id: &str, hook: Option<&str>, reply: Option<Reply>, created_at: UnixMillis) {
+        let record = JobRecord {
+            id: id.to_owned(),
+            message: format!("message of {id}"),
+            webhook_url: hook.map(|h| self.receiver.url(h)),
+            request_id: format!("req-{id}"),
+            created_at,
+            reply,
+        };
+        save(&self.topology.jobs, id, &record, 0).await.unwrap();
+        self.publish(id, format!("sig-{id}")).await;
+    }
+
+    async fn publish(&self, id: &str, signature: String) {
+        let event = JobEventV1 { job_id: id.to_owned(), message: format!("message of {id}"), outcome: Outcome::Signed { signature } };
+        self.topology
+            .js
+            .publish_with_headers(EVENTS_SUBJECT, with_request_id(&format!("req-{id}")), encode(&event))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Wait until `id`'s delivery record is in `state`.
+    async fn settled(&self, id: &str, state: DeliveryState) -> DeliveryRecord {
+        let deliveries = self.topology.deliveries.clone();
+        eventually(&format!("{id} to be {state:?}"), WAIT, || {
+            let deliveries = deliveries.clone();
+            async move {
+                let r = load::<DeliveryRecord>(&deliveries, "delivery", id).await.ok()?.value?;
+                (r.state == state).then_some(r)
+            }
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(15), self.run).await;
+        assert!(matches!(result, Ok(Ok(Ok(())))), "run must return Ok on shutdown: {result:?}");
+    }
+}
+
+fn now() -> UnixMillis {
+    SystemClock.now()
+}
+
+/// Verify a `webhook-signature` independently, from the spec's definition.
+fn signature_ok(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let key = STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", h("webhook-id"), h("webhook-timestamp")).as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    h("webhook-signature").split(' ').any(|s| s == expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
+    let it = Harness::start().await;
+
+    // Answered 202; the receiver fails twice with 500, then takes it.
+    it.receiver.script("flaky", 2, 500);
+    it.job("job-deferred", Some("flaky"), Some(Reply::Deferred), now()).await;
+    // Answered 200: no webhook, ever.
+    it.job("job-immediate", Some("immediate"), Some(Reply::Immediate), now()).await;
+    // Never answered (the api died): claimed after the grace, then delivered.
+    it.job("job-orphan", Some("orphan"), None, now().minus(Duration::from_secs(10))).await;
+    // Still inside the grace when the api answers 200: no webhook.
+    it.job("job-late-200", Some("late-200"), None, now()).await;
+    let late = load::<JobRecord>(&it.topology.jobs, "job", "job-late-200").await.unwrap();
+    let mut answered = late.value.unwrap();
+    answered.reply = Some(Reply::Immediate);
+    save(&it.topology.jobs, "job-late-200", &answered, late.revision).await.unwrap();
+
+    let record = it.settled("job-deferred", DeliveryState::Delivered).await;
+    let statuses: Vec<Option<u16>> = record.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, vec![Some(500), Some(500), Some(200)]);
+    assert_eq!(record.next_attempt_at, None);
+
+    let requests = it.receiver.requests("flaky");
+    assert_eq!(requests.len(), 3, "exactly three attempts");
+    for r in &requests {
+        let header = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(header("webhook-id"), "job-deferred", "same webhook-id on every attempt");
+        assert_eq!(header("x-request-id"), "req-job-deferred");
+        assert_eq!(header("content-type"), "application/json");
+        assert!(header("user-agent").starts_with("signing-gateway-webhooks/"));
+        let sent_at: u64 = header("webhook-timestamp").parse().unwrap();
+        assert!(sent_at.abs_diff(now().0 / 1000) < 60);
+        assert!(signature_ok(&r.headers, &r.body), "signature verifies");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["type"], "signature.completed");
+        assert_eq!(body["data"]["id"], "job-deferred");
+        assert_eq!(body["data"]["message"], "message of job-deferred");
+        assert_eq!(body["data"]["signature"], "sig-job-deferred");
+        assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    let record = it.settled("job-immediate", DeliveryState::NotRequired).await;
+    assert!(record.attempts.is_empty());
+    assert!(it.receiver.requests("immediate").is_empty());
+
+    it.settled("job-orphan", DeliveryState::Delivered).await;
+    assert_eq!(it.receiver.requests("orphan").len(), 1);
+    let claimed = load::<JobRecord>(&it.topology.jobs, "job", "job-orphan").await.unwrap().value.unwrap();
+    assert_eq!(claimed.reply, Some(Reply::Deferred), "the notifier claimed the unanswered job");
+
+    it.settled("job-late-200", DeliveryState::NotRequired).await;
+    assert!(it.receiver.requests("late-200").is_empty());
+
+    it.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
+    let it = Harness::start().await;
+
+    // 410 Gone: no retries, dead-lettered.
+    it.receiver.script("gone", 1, 410);
+    it.job("job-gone", Some("gone"), Some(Reply::Deferred), now()).await;
+    let record = it.settled("job-gone", DeliveryState::Failed).await;
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(record.attempts[0].status, Some(410));
+
+    // Always 500: the whole schedule (4 attempts), then dead-lettered.
+    it.receiver.script("down", usize::MAX, 500);
+    it.job("job-down", Some("down"), Some(Reply::Deferred), now()).await;
+    let record = it.settled("job-down", DeliveryState::Failed).await;
+    assert_eq!(record.attempts.len(), 4);
+    assert_eq!(it.receiver.requests("down").len(), 4);
+
+    // A private address outside the allow-list: refused, never called.
+    let refused = JobRecord {
+        id: "job-refused".into(),
+        message: "message of job-refused".into(),
+        webhook_url: Some("http://10.0.0.1/hook".into()),
+        request_id: "req-job-refused".into(),
+        created_at: now(),
+        reply: Some(Reply::Deferred),
+    };
+    save(&it.topology.jobs, "job-refused", &refused, 0).await.unwrap();
+    it.publish("job-refused", "sig".into()).await;
+    let record = it.settled("job-refused", DeliveryState::Failed).await;
+    assert_eq!(record.attempts.len(), 1);
+    let error = record.attempts[0].error.clone().unwrap_or_default();
+    assert!(error.starts_with("refused target:") && error.contains("private"), "{error}");
+
+    // The dead letters carry what an operator needs.
+    let letters = dead_letters(&it.topology, 3).await;
+    let gone = letters.get("job-gone").unwrap();
+    assert_eq!(gone.webhook_url.as_deref(), Some(it.receiver.url("gone").as_str()));
+    assert_eq!(gone.request_id, "req-job-gone");
+    assert_eq!(gone.attempts.len(), 1);
+    assert_eq!(gone.payload.data.id, "job-gone");
+    assert!(gone.last_error.as_deref().unwrap_or("").contains("410"));
+    assert_eq!(letters.get("job-down").unwrap().attempts.len(), 4);
+    assert!(letters.get("job-refused").unwrap().last_error.as_deref().unwrap_or("").contains("refused target"));
+
+    // The receiver is back: an operator redrives the 410 one.
+    assert_eq!(notifier::redrive(&it.topology, gone).await.unwrap(), Redriven::Requeued);
+    let record = it.settled("job-gone", DeliveryState::Delivered).await;
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(it.receiver.requests("gone").len(), 2);
+    // A second redrive of a delivered job does nothing.
+    assert_eq!(notifier::redrive(&it.topology, gone).await.unwrap(), Redriven::NotFailed(DeliveryState::Delivered));
+
+    it.stop().await;
+}
+
+/// The first `count` dead letters, by job id.
+async fn dead_letters(topology: &Topology, count: u64) -> HashMap<String, DeadLetterV1> {
+    let stream = topology.js.get_stream(DEAD_LETTER_STREAM).await.unwrap();
+    let mut letters = HashMap::new();
+    for seq in 1..=count {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        let letter: DeadLetterV1 = decode("dead letter", &message.payload).unwrap();
+        letters.insert(letter.job_id.clone(), letter);
+    }
+    letters
+}

@@ -1,0 +1,179 @@
+//! End-to-end tests: a real nats-server, the upstream simulator, and the api,
+//! signer and notifier as separate processes talking over real sockets, with
+//! a real webhook receiver. Time is compressed: 10 calls per 3 s window, and
+//! the simulator's minutes are seconds.
+
+mod checks;
+mod client;
+mod procs;
+mod receiver;
+mod system;
+
+use checks::{Deliveries, all_promises_kept};
+use client::{burst, send, sign, status};
+use std::time::Duration;
+use system::{Options, spawn_system};
+
+fn messages(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-message-{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_message_on_a_healthy_upstream_is_answered_200_with_a_valid_signature() {
+    let sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let a = sign(&sys, "hello world + friends & co").await;
+    assert_eq!(a.status, 200, "{}\n{}", a.body, sys.logs());
+    assert!(a.elapsed < Duration::from_secs(2), "{:?}", a.elapsed);
+    let sig = a.body["signature"].as_str().expect("signature");
+    assert!(sys.verifies("hello world + friends & co", sig).await);
+    assert_eq!(a.body["status"], "signed");
+    all_promises_kept(&sys, &[a], Deliveries::ExactlyOnce).await;
+}
+
+#[tokio::test]
+async fn a_failing_message_is_answered_202_then_gets_exactly_one_verified_webhook() {
+    let sys = spawn_system(Options { first_try_success: 0.0, ..Options::default() }).await;
+    let a = sign(&sys, "degraded message").await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(a.body["status"], "pending");
+    let location = a.location.clone().expect("Location");
+    assert_eq!(a.body["status_url"], location.as_str());
+    let pending = status(&sys, &location).await;
+    assert_eq!(pending["id"], a.id().as_str());
+    all_promises_kept(&sys, std::slice::from_ref(&a), Deliveries::ExactlyOnce).await;
+    // The status resource tells the whole story once done.
+    let done = status(&sys, &location).await;
+    assert_eq!(done["status"], "signed", "{done}");
+    assert!(done["attempts"].as_u64().unwrap_or(0) >= 2, "{done}");
+    assert_eq!(done["reply"], "202");
+    let webhook_done = sys
+        .receiver
+        .wait_until(Duration::from_secs(10), |_| true)
+        .await;
+    assert_eq!(webhook_done.len(), 1);
+}
+
+#[tokio::test]
+async fn a_burst_of_60_is_absorbed_within_the_limit_and_every_caller_is_answered() {
+    let sys = spawn_system(Options::default()).await;
+    let started = std::time::Instant::now();
+    let answers = burst(&sys, &messages("burst", 60)).await;
+    let immediate = answers.iter().filter(|a| a.status == 200).count();
+    let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    let slowest = answers.iter().map(|a| a.elapsed).max().unwrap_or_default();
+    eprintln!(
+        "burst of 60: {immediate} answered 200, {} answered 202, slowest answer {slowest:?}, \
+         all webhooks in {:?}; upstream calls {}, max in any window {}, violations {}",
+        60 - immediate,
+        started.elapsed(),
+        audit["calls"],
+        audit["max_in_window"],
+        audit["violations"]
+    );
+    assert!(audit["max_in_window"].as_u64().unwrap_or(99) <= 10);
+    // 60 messages need 60 calls plus one per failed first try; none are wasted
+    // on 429s since the signer never exceeds the limit.
+    assert!(audit["signed_messages"].as_u64() == Some(60), "{audit}");
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_message_share_one_upstream_job_and_each_get_an_answer() {
+    let sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let same = vec!["the same message".to_owned(); 10];
+    let answers = burst(&sys, &same).await;
+    let ids: std::collections::BTreeSet<String> = answers.iter().map(|a| a.id()).collect();
+    assert_eq!(ids.len(), 10, "every caller gets its own job id");
+    all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    let calls = sys.audit_calls().await;
+    let for_it: Vec<_> = calls.iter().filter(|c| c["message"] == "the same message").collect();
+    assert_eq!(for_it.len(), 1, "one upstream call for ten identical requests: {for_it:?}");
+    // Later: answered from the cache, no new call.
+    let again = sign(&sys, "the same message").await;
+    assert_eq!(again.status, 200);
+    assert!(again.elapsed < Duration::from_secs(2));
+    let calls_after = sys.audit_calls().await;
+    assert_eq!(calls_after.len(), calls.len(), "a known signature costs no upstream call");
+}
+
+#[tokio::test]
+async fn identical_messages_on_a_failing_upstream_each_get_their_own_webhook() {
+    let sys = spawn_system(Options { first_try_success: 0.0, ..Options::default() }).await;
+    let same = vec!["shared and degraded".to_owned(); 5];
+    let answers = burst(&sys, &same).await;
+    assert!(answers.iter().all(|a| a.status == 202));
+    all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    let successes = sys
+        .audit_calls()
+        .await
+        .iter()
+        .filter(|c| c["message"] == "shared and degraded" && c["status"] == 200)
+        .count();
+    assert_eq!(successes, 1);
+}
+
+#[tokio::test]
+async fn killing_the_signer_and_the_notifier_mid_burst_loses_nothing() {
+    let mut sys = spawn_system(Options::default()).await;
+    let msgs = messages("kill", 60);
+    let answers = burst(&sys, &msgs).await;
+    // Let some work happen, then crash both workers.
+    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 5).await;
+    sys.signer.kill9();
+    sys.notifier.kill9();
+    sys.signer.restart();
+    sys.notifier.restart();
+    sys.signer_ready().await;
+    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 20).await;
+    sys.signer.kill9();
+    sys.signer.restart();
+    let audit = all_promises_kept(&sys, &answers, Deliveries::OncePerWebhookId).await;
+    eprintln!("kill -9 mid-burst: audit {audit}");
+}
+
+#[tokio::test]
+async fn restarting_nats_mid_burst_loses_nothing() {
+    let mut sys = spawn_system(Options::default()).await;
+    let answers = burst(&sys, &messages("nats-restart", 60)).await;
+    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 10).await;
+    sys.nats.terminate();
+    sys.nats.restart();
+    sys.nats_ready().await;
+    let audit = all_promises_kept(&sys, &answers, Deliveries::OncePerWebhookId).await;
+    eprintln!("nats restart mid-burst: audit {audit}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json_and_the_service_keeps_serving() {
+    let mut sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let url = format!("{}/crypto/sign", sys.api_url);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("missing message", sys.http.get(&url), 400),
+        ("empty message", sys.http.get(format!("{url}?message=")), 400),
+        ("repeated message", sys.http.get(format!("{url}?message=a&message=b")), 400),
+        ("invalid utf-8", sys.http.get(format!("{url}?message=%ff%fe")), 400),
+        ("broken escape", sys.http.get(format!("{url}?message=%zz")), 400),
+        ("too long", sys.http.get(&url).query(&[("message", "x".repeat(5000))]), 413),
+        ("relative webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "/hook")]), 400),
+        ("ftp webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "ftp://example.com/")]), 400),
+        ("metadata webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "http://169.254.169.254/")]), 400),
+        ("bad json", sys.http.post(&url).body("{not json"), 400),
+        ("json without message", sys.http.post(&url).body("{}"), 400),
+        ("unknown job", sys.http.get(format!("{}/crypto/sign/jobs/00000000-0000-4000-8000-000000000000", sys.api_url)), 404),
+        ("malformed job id", sys.http.get(format!("{}/crypto/sign/jobs/..%2F..%2Fetc", sys.api_url)), 404),
+    ];
+    for (what, request, expected) in cases {
+        let a = send(what, request).await;
+        assert_eq!(a.status, expected, "{what}: {}", a.body);
+        assert_eq!(a.content_type, "application/problem+json", "{what}");
+        assert_eq!(a.body["status"], expected, "{what}: {}", a.body);
+        assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}");
+    }
+    // Still serving, and JSON POST works.
+    let ok = send(
+        "post",
+        sys.http.post(&url).json(&serde_json::json!({"message": "after the storm", "webhook_url": sys.receiver.url})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(!sys.api.exited());
+}

@@ -1,0 +1,97 @@
+//! A real webhook receiver on a free port that records every delivery and
+//! verifies its Standard Webhooks signature independently of the notifier's
+//! code (HMAC-SHA256 over `id.timestamp.body`, written here from the spec).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// One received webhook.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// `webhook-id` header.
+    pub webhook_id: String,
+    /// Parsed JSON body.
+    pub body: serde_json::Value,
+    /// Whether `webhook-signature` verified with the shared secret.
+    pub signature_valid: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    deliveries: Mutex<Vec<Delivery>>,
+    arrived: Notify,
+}
+
+/// The receiver; cloning shares the record.
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+    /// `http://127.0.0.1:<port>/hook`
+    pub url: String,
+}
+
+/// The secret the tests configure the notifier with.
+pub const SECRET_B64: &str = "c2VjcmV0LWtleS1mb3Itc3lzdGVtLXRlc3RzLTAxMjM=";
+
+impl Receiver {
+    /// Listen on a free port.
+    pub async fn start() -> Self {
+        let inner = Arc::new(Inner::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let app = Router::new().route("/hook", post(receive)).with_state(Arc::clone(&inner));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { inner, url }
+    }
+
+    /// Everything received so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner.deliveries.lock().expect("lock").clone()
+    }
+
+    /// Wait until `pred` holds over the deliveries, up to `limit`.
+    pub async fn wait_until(&self, limit: Duration, pred: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.inner.arrived.notified();
+            let now = self.deliveries();
+            if pred(&now) || tokio::time::Instant::now() >= deadline {
+                return now;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+}
+
+async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let webhook_id = header("webhook-id");
+    let timestamp = header("webhook-timestamp");
+    let signatures = header("webhook-signature");
+    let signature_valid = verify(&webhook_id, &timestamp, &body, &signatures);
+    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    inner.deliveries.lock().expect("lock").push(Delivery { webhook_id, body, signature_valid });
+    inner.arrived.notify_waiters();
+    StatusCode::NO_CONTENT
+}
+
+fn verify(id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Ok(key) = STANDARD.decode(SECRET_B64) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else { return false };
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = STANDARD.encode(mac.finalize().into_bytes());
+    header.split(' ').any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+}

@@ -1,0 +1,196 @@
+//! `spawn_system()`: nats-server, the upstream simulator and the three
+//! services as real processes on free ports, in compressed time.
+
+use crate::procs::{Proc, TempDir, bin, free_port, wait_for_ok, wait_for_port};
+use crate::receiver::{Receiver, SECRET_B64};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Knobs a scenario may turn.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Simulator: probability that a message's first call succeeds.
+    pub first_try_success: f64,
+    /// Simulator seed.
+    pub seed: u64,
+    /// Calls per window (both the signer's limit and the simulator's audit).
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3) }
+    }
+}
+
+/// A running system.
+pub struct System {
+    pub nats: Proc,
+    pub sim: Proc,
+    pub signer: Proc,
+    pub notifier: Proc,
+    pub api: Proc,
+    /// `http://127.0.0.1:<port>` of the api.
+    pub api_url: String,
+    /// `http://127.0.0.1:<port>` of the simulator.
+    pub sim_url: String,
+    signer_health: String,
+    pub receiver: Receiver,
+    pub http: reqwest::Client,
+    nats_port: u16,
+    _dir: TempDir,
+}
+
+fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// Start everything and wait until it is ready.
+pub async fn spawn_system(opts: Options) -> System {
+    let dir = TempDir::new("system");
+    let nats_port = free_port();
+    let sim_port = free_port();
+    let api_port = free_port();
+    let signer_port = free_port();
+    let store = dir.0.join("jetstream");
+    let nats = Proc::start(
+        "nats",
+        "nats-server".into(),
+        &["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string(), "-sd", store.to_str().expect("utf-8 path")],
+        BTreeMap::new(),
+        &dir.0,
+    );
+    wait_for_port(nats_port, "nats-server").await;
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let window = format!("{}ms", opts.window.as_millis());
+    let sim = Proc::start(
+        "upstream-sim",
+        bin("upstream-sim"),
+        &[],
+        env(&[
+            ("SIM_ADDR", format!("127.0.0.1:{sim_port}")),
+            ("SIM_API_KEY", "test-key".into()),
+            ("SIM_SEED", opts.seed.to_string()),
+            ("SIM_FIRST_TRY_SUCCESS", opts.first_try_success.to_string()),
+            ("SIM_TIME_SCALE", "60".into()),
+            ("SIM_AUDIT_WINDOW", window.clone()),
+            ("SIM_AUDIT_LIMIT", opts.limit.to_string()),
+            ("SIM_KEY_BITS", "2048".into()),
+        ]),
+        &dir.0,
+    );
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let common = |extra: &[(&str, String)]| {
+        let mut e = env(&[
+            ("NATS_URL", nats_url.clone()),
+            ("UPSTREAM_RATE_LIMIT", opts.limit.to_string()),
+            ("UPSTREAM_RATE_WINDOW", window.clone()),
+            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".into()),
+        ]);
+        e.extend(env(extra));
+        e
+    };
+    let signer = Proc::start(
+        "signer",
+        bin("signer"),
+        &[],
+        common(&[
+            ("UPSTREAM_URL", sim_url.clone()),
+            ("UPSTREAM_API_KEY", "test-key".into()),
+            ("UPSTREAM_RATE_MARGIN", "300ms".into()),
+            ("UPSTREAM_TIMEOUT", "2s".into()),
+            ("RETRY_MIN_BACKOFF", "500ms".into()),
+            ("AUTH_RETRY_INTERVAL", "2s".into()),
+            ("SIGNER_HEALTH_ADDR", format!("127.0.0.1:{signer_port}")),
+        ]),
+        &dir.0,
+    );
+    let notifier = Proc::start(
+        "notifier",
+        bin("notifier"),
+        &[],
+        common(&[
+            ("WEBHOOK_SECRET", format!("whsec_{SECRET_B64}")),
+            ("WEBHOOK_RETRY_SCHEDULE", "0s,200ms,500ms,1s,2s,2s,2s,2s,2s,2s".into()),
+            ("WEBHOOK_RETRY_JITTER", "0".into()),
+            ("WEBHOOK_TIMEOUT", "2s".into()),
+            ("REPLY_GRACE", "3s".into()),
+        ]),
+        &dir.0,
+    );
+    let api = Proc::start("api", bin("api"), &[], common(&[("API_ADDR", format!("127.0.0.1:{api_port}"))]), &dir.0);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let signer_health = format!("http://127.0.0.1:{signer_port}/readyz");
+    wait_for_ok(&http, &format!("{sim_url}/healthz"), "upstream-sim").await;
+    wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
+    wait_for_ok(&http, &signer_health, "signer").await;
+    let receiver = Receiver::start().await;
+    System { nats, sim, signer, notifier, api, api_url, sim_url, signer_health, receiver, http, nats_port, _dir: dir }
+}
+
+impl System {
+    /// Wait for the signer to be ready again (after a restart).
+    pub async fn signer_ready(&self) {
+        wait_for_ok(&self.http, &self.signer_health, "signer").await;
+    }
+
+    /// Wait for nats-server to accept connections again.
+    pub async fn nats_ready(&self) {
+        wait_for_port(self.nats_port, "nats-server").await;
+    }
+
+    /// The simulator's audit summary.
+    pub async fn audit(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/admin/audit/summary", self.sim_url))
+            .send()
+            .await
+            .expect("audit")
+            .json()
+            .await
+            .expect("audit json")
+    }
+
+    /// Every call the simulator saw.
+    pub async fn audit_calls(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/admin/audit", self.sim_url))
+            .send()
+            .await
+            .expect("audit")
+            .json()
+            .await
+            .expect("audit json");
+        v["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Whether the simulator says `signature` is valid for `message`.
+    pub async fn verifies(&self, message: &str, signature: &str) -> bool {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/crypto/verify", self.sim_url))
+            .query(&[("message", message), ("signature", signature)])
+            .send()
+            .await
+            .expect("verify")
+            .json()
+            .await
+            .expect("verify json");
+        v["valid"] == serde_json::Value::Bool(true)
+    }
+
+    /// Logs of every service, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- signer ---\n{}\n--- notifier ---\n{}\n--- api ---\n{}\n--- sim ---\n{}",
+            self.signer.log_tail(),
+            self.notifier.log_tail(),
+            self.api.log_tail(),
+            self.sim.log_tail()
+        )
+    }
+}
