@@ -5,8 +5,11 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::init_tracing();
     let config = api::Config::from_env().context("invalid configuration")?;
+    if service_kit::is_healthcheck() {
+        std::process::exit(service_kit::probe(config.addr));
+    }
+    service_kit::init_tracing();
     tracing::info!(?config, "api starting");
     let shutdown = service_kit::shutdown_on_signals();
     let topo = wire_contract::connect(&config.nats_url, "api", Duration::from_secs(60))

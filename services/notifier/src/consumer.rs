@@ -168,6 +168,7 @@ async fn supervise(shared: Arc<Shared>, message: Message, _held: OwnedSemaphoreP
 /// Wait for handlers up to the drain timeout, then make the rest hand their
 /// messages back, and flush the acks.
 async fn drain(shared: &Shared, mut tasks: JoinSet<()>, hard_stop: CancellationToken) {
+    while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     if in_flight > 0 {
         info!(in_flight, "shutting down: waiting for deliveries in flight");

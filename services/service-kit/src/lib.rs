@@ -55,3 +55,33 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// `<binary> healthcheck`: exit 0 if `GET /healthz` on `addr` answers 200.
+///
+/// Container images have no shell or curl, so each binary probes itself;
+/// a wildcard listen address is probed on loopback.
+pub fn probe(addr: std::net::SocketAddr) -> i32 {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let attempt = || -> std::io::Result<bool> {
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 16];
+        let n = stream.read(&mut head)?;
+        Ok(head[..n].starts_with(b"HTTP/1.0 200") || head[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match attempt() {
+        Ok(true) => 0,
+        _ => 1,
+    }
+}
+
+/// Whether the process was started as `<binary> healthcheck`.
+pub fn is_healthcheck() -> bool {
+    std::env::args().nth(1).as_deref() == Some("healthcheck")
+}

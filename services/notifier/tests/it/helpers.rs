@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     child: Child,
     dir: PathBuf,
+    port: u16,
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
 }
@@ -31,21 +32,33 @@ impl NatsServer {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let dir = std::env::temp_dir().join(format!("notifier-it-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("store dir");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server must be on PATH");
-        let addr = format!("127.0.0.1:{port}");
-        eventually("nats-server to accept connections", Duration::from_secs(10), || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
-        })
-        .await;
-        Self { child, dir, url: format!("nats://{addr}") }
+        let child = spawn(port, &dir).await;
+        Self { child, dir, port, url: format!("nats://127.0.0.1:{port}") }
     }
+
+    /// Kill the server (SIGKILL) and start it again on the same port and store.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.dir).await;
+    }
+}
+
+async fn spawn(port: u16, dir: &std::path::Path) -> Child {
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server must be on PATH");
+    let addr = format!("127.0.0.1:{port}");
+    eventually("nats-server to accept connections", Duration::from_secs(10), || {
+        let addr = addr.clone();
+        async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
+    })
+    .await;
+    child
 }
 
 impl Drop for NatsServer {
@@ -69,6 +82,8 @@ struct ReceiverState {
     requests: Mutex<HashMap<String, Vec<Received>>>,
     /// Hook name -> (failures before succeeding, failure status).
     scripts: Mutex<HashMap<String, (usize, u16)>>,
+    /// Hook name -> how long to take before answering.
+    delays: Mutex<HashMap<String, Duration>>,
 }
 
 /// A webhook receiver on 127.0.0.1:0: `POST /hook/{name}` answers per its
@@ -102,6 +117,11 @@ impl Receiver {
         lock(&self.state.scripts).insert(name.to_owned(), (failures, status));
     }
 
+    /// Make hook `name` take `delay` before answering.
+    pub fn slow(&self, name: &str, delay: Duration) {
+        lock(&self.state.delays).insert(name.to_owned(), delay);
+    }
+
     /// Requests hook `name` got so far.
     pub fn requests(&self, name: &str) -> Vec<Received> {
         lock(&self.state.requests).get(name).cloned().unwrap_or_default()
@@ -126,6 +146,10 @@ async fn receive(
         list.push(Received { headers, body });
         list.len()
     };
+    let delay = lock(&state.delays).get(&name).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let (failures, status) = lock(&state.scripts).get(&name).copied().unwrap_or((0, 500));
     if seen <= failures { StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) } else { StatusCode::OK }
 }

@@ -33,11 +33,20 @@ struct Harness {
     shutdown: CancellationToken,
     run: tokio::task::JoinHandle<Result<(), notifier::Error>>,
     // Last: dropped (killed) after everything that talks to it.
-    _nats: NatsServer,
+    nats: NatsServer,
 }
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(overrides: &[(&'static str, &str)]) -> Self {
+        // `RUST_LOG=notifier=debug cargo test -p notifier -- --nocapture` to watch.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let nats = NatsServer::start().await;
         let client = async_nats::connect(nats.url.as_str()).await.unwrap();
         let topology = Topology::ensure(jetstream::new(client)).await.unwrap();
@@ -54,11 +63,12 @@ impl Harness {
             ("NOTIFIER_ID", "it".to_owned()),
         ]
         .into_iter()
+        .chain(overrides.iter().map(|(k, v)| (*k, (*v).to_owned())))
         .collect();
         let config = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(notifier::run(config, topology.clone(), shutdown.clone()));
-        Self { topology, receiver, shutdown, run, _nats: nats }
+        Self { topology, receiver, shutdown, run, nats }
     }
 
     /// Store a job record and publish its outcome event, as api and signer would.
@@ -99,9 +109,23 @@ impl Harness {
         .await
     }
 
-    async fn stop(self) {
+    /// Wait until the consumer has nothing pending or unacknowledged.
+    async fn drained(&self) {
+        let js = self.topology.js.clone();
+        eventually("the notifier to settle every event", WAIT, || {
+            let js = js.clone();
+            async move {
+                let stream = js.get_stream(wire_contract::names::EVENTS_STREAM).await.ok()?;
+                let info = stream.consumer_info(wire_contract::names::NOTIFIER_CONSUMER).await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        })
+        .await;
+    }
+
+    async fn stop(&mut self) {
         self.shutdown.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(15), self.run).await;
+        let result = tokio::time::timeout(Duration::from_secs(15), &mut self.run).await;
         assert!(matches!(result, Ok(Ok(Ok(())))), "run must return Ok on shutdown: {result:?}");
     }
 }
@@ -123,7 +147,7 @@ fn signature_ok(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
-    let it = Harness::start().await;
+    let mut it = Harness::start().await;
 
     // Answered 202; the receiver fails twice with 500, then takes it.
     it.receiver.script("flaky", 2, 500);
@@ -163,6 +187,12 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
         assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 
+    // The same event again (a redelivery after a crash looks like this):
+    // the record says Delivered, so nothing is sent.
+    it.publish("job-deferred", "sig-job-deferred".into()).await;
+    it.drained().await;
+    assert_eq!(it.receiver.requests("flaky").len(), 3, "a settled delivery is not repeated");
+
     let record = it.settled("job-immediate", DeliveryState::NotRequired).await;
     assert!(record.attempts.is_empty());
     assert!(it.receiver.requests("immediate").is_empty());
@@ -180,7 +210,7 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
-    let it = Harness::start().await;
+    let mut it = Harness::start().await;
 
     // 410 Gone: no retries, dead-lettered.
     it.receiver.script("gone", 1, 410);
@@ -244,4 +274,74 @@ async fn dead_letters(topology: &Topology, count: u64) -> HashMap<String, DeadLe
         letters.insert(letter.job_id.clone(), letter);
     }
     letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_resume_after_a_nats_server_restart() {
+    let mut it = Harness::start().await;
+    it.job("job-before", Some("before"), Some(Reply::Deferred), now()).await;
+    it.settled("job-before", DeliveryState::Delivered).await;
+
+    it.nats.restart().await;
+    // The test's own client reconnects too; publishing retries until it has.
+    let record = JobRecord {
+        id: "job-after".into(),
+        message: "message of job-after".into(),
+        webhook_url: Some(it.receiver.url("after")),
+        request_id: "req-job-after".into(),
+        created_at: now(),
+        reply: Some(Reply::Deferred),
+    };
+    let jobs = it.topology.jobs.clone();
+    eventually("the job record to be stored after the restart", WAIT, || {
+        let (jobs, record) = (jobs.clone(), record.clone());
+        async move { save(&jobs, "job-after", &record, 0).await.ok() }
+    })
+    .await;
+    it.publish("job-after", "sig-job-after".into()).await;
+
+    let delivered = it.settled("job-after", DeliveryState::Delivered).await;
+    assert_eq!(delivered.attempts.len(), 1);
+    assert_eq!(it.receiver.requests("after").len(), 1);
+
+    // The consumer disappears (an operator deleted it, or a server lost it):
+    // the notifier recreates it and carries on.
+    let events = it.topology.js.get_stream(wire_contract::names::EVENTS_STREAM).await.unwrap();
+    events.delete_consumer(wire_contract::names::NOTIFIER_CONSUMER).await.unwrap();
+    it.job("job-recreated", Some("recreated"), Some(Reply::Deferred), now()).await;
+    it.settled("job-recreated", DeliveryState::Delivered).await;
+    assert_eq!(it.receiver.requests("recreated").len(), 1);
+
+    // The record from before the restart survived it, and nothing was re-sent.
+    it.settled("job-before", DeliveryState::Delivered).await;
+    assert_eq!(it.receiver.requests("before").len(), 1);
+
+    it.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_back_deliveries_that_outlast_the_drain() {
+    let mut it = Harness::start_with(&[("NOTIFIER_DRAIN_TIMEOUT", "200ms")]).await;
+    it.receiver.slow("stuck", Duration::from_secs(30));
+    it.job("job-stuck", Some("stuck"), Some(Reply::Deferred), now()).await;
+    let receiver = &it.receiver;
+    eventually("the attempt to start", WAIT, || async move {
+        (!receiver.requests("stuck").is_empty()).then_some(())
+    })
+    .await;
+
+    let js = it.topology.js.clone();
+    let deliveries = it.topology.deliveries.clone();
+    let started = std::time::Instant::now();
+    it.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown is bounded by the drain timeout");
+
+    // The message was NAKed back (not left to the 60 s ack wait), and no
+    // attempt was recorded for the interrupted request.
+    let stream = js.get_stream(wire_contract::names::EVENTS_STREAM).await.unwrap();
+    let info = stream.consumer_info(wire_contract::names::NOTIFIER_CONSUMER).await.unwrap();
+    assert_eq!(info.num_ack_pending, 0, "handed back, not held");
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 1, "still in the work queue");
+    let record = load::<DeliveryRecord>(&deliveries, "delivery", "job-stuck").await.unwrap();
+    assert!(record.value.is_none());
 }
