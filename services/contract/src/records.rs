@@ -79,6 +79,9 @@ pub struct WorkItem {
     pub first_seen: UnixMillis,
     /// Upstream attempts made so far.
     pub attempts: u32,
+    /// When the first attempt started (its failure starts the degradation).
+    #[serde(default)]
+    pub first_attempt: Option<UnixMillis>,
     /// When the last attempt started.
     pub last_attempt: Option<UnixMillis>,
     /// Last failure, for the status resource and logs.

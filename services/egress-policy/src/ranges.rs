@@ -42,17 +42,26 @@ const BLOCKED_V4: &[(Ipv4Net, &str)] = &[
 const BLOCKED_V6: &[(Ipv6Net, &str)] = &[
     (v6([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified"),
     (v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
-    (v6([0, 0, 0, 0, 0, 0, 0, 0], 96), "ipv4-compatible (deprecated)"),
+    (
+        v6([0, 0, 0, 0, 0, 0, 0, 0], 96),
+        "ipv4-compatible (deprecated)",
+    ),
     (v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), "6to4/nat64"),
     (v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "6to4/nat64"),
     (v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only"),
     (v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), "documentation"),
-    (v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), "ietf protocol assignments"),
+    (
+        v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+        "ietf protocol assignments",
+    ),
     (v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), "6to4/nat64"),
     (v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), "documentation"),
     (v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), "ipv6 unique-local"),
     (v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
-    (v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "ipv6 site-local (deprecated)"),
+    (
+        v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        "ipv6 site-local (deprecated)",
+    ),
     (v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
 ];
 
@@ -69,13 +78,19 @@ pub fn refusal(ip: IpAddr, allowed: &[IpNet]) -> Option<&'static str> {
         IpAddr::V4(v4) => refusal_v4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => refusal(IpAddr::V4(v4), allowed),
-            None => BLOCKED_V6.iter().find(|(net, _)| net.contains(&v6)).map(|(_, why)| *why),
+            None => BLOCKED_V6
+                .iter()
+                .find(|(net, _)| net.contains(&v6))
+                .map(|(_, why)| *why),
         },
     }
 }
 
 fn refusal_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    BLOCKED_V4.iter().find(|(net, _)| net.contains(&ip)).map(|(_, why)| *why)
+    BLOCKED_V4
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, why)| *why)
 }
 
 #[cfg(test)]
@@ -90,7 +105,10 @@ mod tests {
     fn every_blocked_ipv4_range_is_refused_at_both_ends() {
         for (net, why) in BLOCKED_V4 {
             for ip in [net.network(), net.broadcast()] {
-                assert!(judge(&ip.to_string()).is_some(), "{ip} ({why}) should be refused");
+                assert!(
+                    judge(&ip.to_string()).is_some(),
+                    "{ip} ({why}) should be refused"
+                );
             }
         }
     }
@@ -99,14 +117,20 @@ mod tests {
     fn every_blocked_ipv6_range_is_refused_at_both_ends() {
         for (net, why) in BLOCKED_V6 {
             for ip in [net.network(), net.broadcast()] {
-                assert!(judge(&ip.to_string()).is_some(), "{ip} ({why}) should be refused");
+                assert!(
+                    judge(&ip.to_string()).is_some(),
+                    "{ip} ({why}) should be refused"
+                );
             }
         }
     }
 
     #[test]
     fn reasons_name_the_range() {
-        assert_eq!(judge("169.254.169.254"), Some("link-local (cloud metadata)"));
+        assert_eq!(
+            judge("169.254.169.254"),
+            Some("link-local (cloud metadata)")
+        );
         assert_eq!(judge("255.255.255.255"), Some("broadcast"));
         assert_eq!(judge("240.0.0.1"), Some("reserved"));
         assert_eq!(judge("::1"), Some("loopback"));
@@ -148,8 +172,17 @@ mod tests {
         let allowed: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("cidr")];
         assert_eq!(refusal("127.0.0.1".parse().expect("ip"), &allowed), None);
         assert_eq!(refusal("127.255.0.9".parse().expect("ip"), &allowed), None);
-        assert_eq!(refusal("::ffff:127.0.0.1".parse().expect("ip"), &allowed), None);
-        assert_eq!(refusal("10.0.0.1".parse().expect("ip"), &allowed), Some("private"));
-        assert_eq!(refusal("::1".parse().expect("ip"), &allowed), Some("loopback"));
+        assert_eq!(
+            refusal("::ffff:127.0.0.1".parse().expect("ip"), &allowed),
+            None
+        );
+        assert_eq!(
+            refusal("10.0.0.1".parse().expect("ip"), &allowed),
+            Some("private")
+        );
+        assert_eq!(
+            refusal("::1".parse().expect("ip"), &allowed),
+            Some("loopback")
+        );
     }
 }

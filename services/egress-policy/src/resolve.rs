@@ -66,14 +66,23 @@ pub async fn resolve_allowed(
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
         .await
-        .map_err(|source| ResolveRefusal::Lookup { host: host.to_owned(), source })?
+        .map_err(|source| ResolveRefusal::Lookup {
+            host: host.to_owned(),
+            source,
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(ResolveRefusal::NoAddress { host: host.to_owned() });
+        return Err(ResolveRefusal::NoAddress {
+            host: host.to_owned(),
+        });
     }
     for addr in &addrs {
         if let Some(reason) = refusal(addr.ip(), allowed) {
-            return Err(ResolveRefusal::Blocked { host: host.to_owned(), ip: addr.ip(), reason });
+            return Err(ResolveRefusal::Blocked {
+                host: host.to_owned(),
+                ip: addr.ip(),
+                reason,
+            });
         }
     }
     Ok(addrs)
@@ -85,27 +94,43 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_resolves_to_loopback_and_is_refused() {
-        let err = resolve_allowed("localhost", 80, &[]).await.expect_err("must be refused");
+        let err = resolve_allowed("localhost", 80, &[])
+            .await
+            .expect_err("must be refused");
         assert!(err.is_blocked(), "{err}");
         assert!(err.to_string().contains("loopback"), "{err}");
     }
 
     #[tokio::test]
     async fn literal_addresses_go_through_the_same_check() {
-        let err = resolve_allowed("169.254.169.254", 80, &[]).await.expect_err("refused");
+        let err = resolve_allowed("169.254.169.254", 80, &[])
+            .await
+            .expect_err("refused");
         assert!(err.is_blocked());
-        let err = resolve_allowed("[::1]", 80, &[]).await.expect_err("refused");
+        let err = resolve_allowed("[::1]", 80, &[])
+            .await
+            .expect_err("refused");
         assert!(err.is_blocked());
-        let ok = resolve_allowed("93.184.216.34", 443, &[]).await.expect("public");
+        let ok = resolve_allowed("93.184.216.34", 443, &[])
+            .await
+            .expect("public");
         assert_eq!(ok, vec!["93.184.216.34:443".parse().expect("addr")]);
     }
 
     #[tokio::test]
     async fn the_allow_list_lets_localhost_through_when_it_covers_every_address() {
-        let allowed: Vec<IpNet> =
-            vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")];
-        let addrs = resolve_allowed("localhost", 8080, &allowed).await.expect("allowed");
+        let allowed: Vec<IpNet> = vec![
+            "127.0.0.0/8".parse().expect("cidr"),
+            "::1/128".parse().expect("cidr"),
+        ];
+        let addrs = resolve_allowed("localhost", 8080, &allowed)
+            .await
+            .expect("allowed");
         assert!(!addrs.is_empty());
-        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8080)
+        );
     }
 }

@@ -84,7 +84,9 @@ pub fn check_url(url: &str, allowed: &[IpNet]) -> Result<Url, UrlRefusal> {
 fn loopback_allowed(allowed: &[IpNet]) -> bool {
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-    allowed.iter().any(|net| net.contains(&v4) || net.contains(&v6))
+    allowed
+        .iter()
+        .any(|net| net.contains(&v4) || net.contains(&v6))
 }
 
 #[cfg(test)]
@@ -116,7 +118,10 @@ mod tests {
             ("http://100.127.255.254/", "cgnat"),
             ("http://127.0.0.1/", "loopback"),
             ("http://127.1.2.3:8080/", "loopback"),
-            ("http://169.254.169.254/latest/meta-data/", "link-local (cloud metadata)"),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "link-local (cloud metadata)",
+            ),
             ("http://172.16.0.1/", "private"),
             ("http://172.31.255.255/", "private"),
             ("http://192.0.0.8/", "ietf protocol assignments"),
@@ -135,7 +140,10 @@ mod tests {
             ("http://[::1]/", "loopback"),
             ("https://[::1]:8443/hook", "loopback"),
             ("http://[::ffff:127.0.0.1]/", "loopback"),
-            ("http://[::ffff:169.254.169.254]/", "link-local (cloud metadata)"),
+            (
+                "http://[::ffff:169.254.169.254]/",
+                "link-local (cloud metadata)",
+            ),
             ("http://[::ffff:10.0.0.1]/", "private"),
             ("http://[::127.0.0.1]/", "ipv4-compatible (deprecated)"),
             ("http://[64:ff9b::7f00:1]/", "6to4/nat64"),
@@ -175,7 +183,10 @@ mod tests {
         }
         assert!(matches!(
             refused("http://0xa9fea9fe/"),
-            UrlRefusal::Address { reason: "link-local (cloud metadata)", .. }
+            UrlRefusal::Address {
+                reason: "link-local (cloud metadata)",
+                ..
+            }
         ));
     }
 
@@ -196,11 +207,26 @@ mod tests {
     fn malformed_or_unsafe_urls_are_refused() {
         assert!(matches!(refused("not a url"), UrlRefusal::Invalid(_)));
         assert!(matches!(refused("/relative/path"), UrlRefusal::Invalid(_)));
-        assert!(matches!(refused("ftp://example.com/"), UrlRefusal::Scheme(_)));
-        assert!(matches!(refused("file:///etc/passwd"), UrlRefusal::Scheme(_)));
-        assert!(matches!(refused("gopher://example.com/"), UrlRefusal::Scheme(_)));
-        assert!(matches!(refused("https://user:pw@example.com/"), UrlRefusal::Credentials));
-        assert!(matches!(refused("https://user@example.com/"), UrlRefusal::Credentials));
+        assert!(matches!(
+            refused("ftp://example.com/"),
+            UrlRefusal::Scheme(_)
+        ));
+        assert!(matches!(
+            refused("file:///etc/passwd"),
+            UrlRefusal::Scheme(_)
+        ));
+        assert!(matches!(
+            refused("gopher://example.com/"),
+            UrlRefusal::Scheme(_)
+        ));
+        assert!(matches!(
+            refused("https://user:pw@example.com/"),
+            UrlRefusal::Credentials
+        ));
+        assert!(matches!(
+            refused("https://user@example.com/"),
+            UrlRefusal::Credentials
+        ));
     }
 
     #[test]

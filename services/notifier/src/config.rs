@@ -82,6 +82,8 @@ pub struct Config {
     /// How long a shutdown waits for deliveries in flight before handing the
     /// rest back to JetStream (`NOTIFIER_DRAIN_TIMEOUT`, e.g. `10s`).
     pub drain_timeout: Duration,
+    /// Where `/healthz` and `/readyz` listen.
+    pub health_addr: std::net::SocketAddr,
     /// This replica's name in logs and dead letters (`NOTIFIER_ID`).
     pub notifier_id: String,
 }
@@ -102,7 +104,11 @@ impl Config {
     ///
     /// [`ConfigError`] for the first missing or malformed setting.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let duration = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
             let text = get(name).unwrap_or_else(|| default.to_owned());
             humantime::parse_duration(&text).map_err(|e| invalid(name, format!("{text:?}: {e}")))
@@ -112,14 +118,21 @@ impl Config {
                 None => Ok(default),
                 Some(text) => match text.parse::<usize>() {
                     Ok(n) if n > 0 => Ok(n),
-                    _ => Err(invalid(name, format!("{text:?} is not a positive whole number"))),
+                    _ => Err(invalid(
+                        name,
+                        format!("{text:?} is not a positive whole number"),
+                    )),
                 },
             }
         };
         let require_secret = match get("WEBHOOK_REQUIRE_SECRET").as_deref() {
             None => false,
-            Some(text) => parse_bool(text)
-                .ok_or_else(|| invalid("WEBHOOK_REQUIRE_SECRET", format!("{text:?} is not true/false")))?,
+            Some(text) => parse_bool(text).ok_or_else(|| {
+                invalid(
+                    "WEBHOOK_REQUIRE_SECRET",
+                    format!("{text:?} is not true/false"),
+                )
+            })?,
         };
         let (signing_keys, secret_origin) = match get("WEBHOOK_SECRET") {
             Some(list) => (parse_secrets(&list)?, SecretOrigin::Configured),
@@ -128,11 +141,12 @@ impl Config {
         };
         let jitter = match get("WEBHOOK_RETRY_JITTER") {
             None => 0.2,
-            Some(text) => text
-                .parse::<f64>()
-                .map_err(|_| invalid("WEBHOOK_RETRY_JITTER", format!("{text:?} is not a number")))?,
+            Some(text) => text.parse::<f64>().map_err(|_| {
+                invalid("WEBHOOK_RETRY_JITTER", format!("{text:?} is not a number"))
+            })?,
         };
-        let schedule = get("WEBHOOK_RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+        let schedule =
+            get("WEBHOOK_RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
         let timeout = duration("WEBHOOK_TIMEOUT", "15s")?;
         if timeout.is_zero() {
             return Err(invalid("WEBHOOK_TIMEOUT", "must be more than zero".into()));
@@ -148,6 +162,10 @@ impl Config {
             allowed_cidrs: parse_cidrs(get("WEBHOOK_ALLOWED_CIDRS").as_deref().unwrap_or(""))?,
             reply_grace: duration("REPLY_GRACE", "5s")?,
             drain_timeout: duration("NOTIFIER_DRAIN_TIMEOUT", "10s")?,
+            health_addr: {
+                let text = get("NOTIFIER_HEALTH_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
+                text.parse().map_err(|_| invalid("NOTIFIER_HEALTH_ADDR", format!("{text:?} is not host:port")))?
+            },
             notifier_id: get("NOTIFIER_ID").unwrap_or_else(default_notifier_id),
         })
     }
@@ -170,7 +188,12 @@ fn parse_secrets(list: &str) -> Result<Vec<SigningKey>, ConfigError> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .enumerate()
-        .map(|(i, s)| SigningKey::parse(s).map_err(|source| ConfigError::Secret { index: i + 1, source }))
+        .map(|(i, s)| {
+            SigningKey::parse(s).map_err(|source| ConfigError::Secret {
+                index: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -202,8 +225,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_vars(|k| map.get(k).cloned())
     }
 
@@ -250,8 +275,17 @@ mod tests {
 
     #[test]
     fn a_required_secret_must_be_set() {
-        assert!(matches!(config(&[("WEBHOOK_REQUIRE_SECRET", "true")]), Err(ConfigError::SecretRequired)));
-        assert!(config(&[("WEBHOOK_REQUIRE_SECRET", "true"), ("WEBHOOK_SECRET", SECRET)]).is_ok());
+        assert!(matches!(
+            config(&[("WEBHOOK_REQUIRE_SECRET", "true")]),
+            Err(ConfigError::SecretRequired)
+        ));
+        assert!(
+            config(&[
+                ("WEBHOOK_REQUIRE_SECRET", "true"),
+                ("WEBHOOK_SECRET", SECRET)
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
@@ -260,7 +294,9 @@ mod tests {
         assert!(err(&[("WEBHOOK_TIMEOUT", "soon")]).starts_with("WEBHOOK_TIMEOUT"));
         assert!(err(&[("WEBHOOK_TIMEOUT", "0s")]).starts_with("WEBHOOK_TIMEOUT"));
         assert!(err(&[("WEBHOOK_CONCURRENCY", "0")]).starts_with("WEBHOOK_CONCURRENCY"));
-        assert!(err(&[("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/33")]).starts_with("WEBHOOK_ALLOWED_CIDRS"));
+        assert!(
+            err(&[("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/33")]).starts_with("WEBHOOK_ALLOWED_CIDRS")
+        );
         assert!(err(&[("WEBHOOK_RETRY_SCHEDULE", "0s,x")]).starts_with("WEBHOOK_RETRY_SCHEDULE"));
         assert!(err(&[("WEBHOOK_RETRY_JITTER", "2")]).starts_with("WEBHOOK_RETRY_SCHEDULE"));
         assert!(err(&[("REPLY_GRACE", "-1s")]).starts_with("REPLY_GRACE"));

@@ -51,10 +51,10 @@ pub fn consumer_config() -> pull::Config {
     }
 }
 
-/// Consume job events until `shutdown`, then drain: wait up to the drain
-/// timeout for handlers in flight, and make the rest hand their messages back.
-pub async fn consume(shared: Arc<Shared>) {
-    let shutdown = shared.shutdown.clone();
+/// Consume job events until `shutdown`, then drain: stop fetching, make
+/// handlers that have not started sending hand their messages back, wait up
+/// to the drain timeout for those in flight, and hand back the rest.
+pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
     let held = Arc::new(Semaphore::new(MAX_HELD));
     let hard_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -62,7 +62,9 @@ pub async fn consume(shared: Arc<Shared>) {
     let batch = shared.config.concurrency.clamp(1, 256);
 
     'reopen: while !shutdown.is_cancelled() {
-        let Some(consumer) = open_with_backoff(&shared.topology, &shutdown).await else { break };
+        let Some(consumer) = open_with_backoff(&shared.topology, &shutdown).await else {
+            break;
+        };
         let messages = consumer
             .stream()
             .max_messages_per_batch(batch)
@@ -80,7 +82,11 @@ pub async fn consume(shared: Arc<Shared>) {
                 continue;
             }
         };
-        info!(consumer = NOTIFIER_CONSUMER, stream = EVENTS_STREAM, "consuming job events");
+        info!(
+            consumer = NOTIFIER_CONSUMER,
+            stream = EVENTS_STREAM,
+            "consuming job events"
+        );
         let mut errors = 0;
         loop {
             while tasks.try_join_next().is_some() {}
@@ -101,7 +107,12 @@ pub async fn consume(shared: Arc<Shared>) {
                 Some(Ok(message)) => {
                     errors = 0;
                     backoff = BACKOFF_MIN;
-                    tasks.spawn(supervise(Arc::clone(&shared), message, permit, hard_stop.clone()));
+                    tasks.spawn(supervise(
+                        Arc::clone(&shared),
+                        message,
+                        permit,
+                        hard_stop.clone(),
+                    ));
                 }
                 Some(Err(err)) => {
                     errors += 1;
@@ -129,12 +140,21 @@ pub async fn consume(shared: Arc<Shared>) {
         }
     }
 
+    // The pull subscription is gone (dropped with the loop); make sure the
+    // server knows before any NAK, or it would redeliver into it.
+    flush(&shared).await;
+    shared.hand_back.cancel();
     drain(&shared, tasks, hard_stop).await;
 }
 
 /// Handle one message in its own task: keep it alive with progress acks
 /// while it is held, then settle it.
-async fn supervise(shared: Arc<Shared>, message: Message, _held: OwnedSemaphorePermit, hard_stop: CancellationToken) {
+async fn supervise(
+    shared: Arc<Shared>,
+    message: Message,
+    _held: OwnedSemaphorePermit,
+    hard_stop: CancellationToken,
+) {
     let request_id = request_id_of(message.headers.as_ref());
     let work = handle(&shared, &message.payload, request_id);
     tokio::pin!(work);
@@ -173,27 +193,40 @@ async fn drain(shared: &Shared, mut tasks: JoinSet<()>, hard_stop: CancellationT
     if in_flight > 0 {
         info!(in_flight, "shutting down: waiting for deliveries in flight");
     }
-    let all_done = async {
-        while tasks.join_next().await.is_some() {}
-    };
-    if tokio::time::timeout(shared.config.drain_timeout, all_done).await.is_err() {
-        warn!(left = tasks.len(), "drain timeout: handing the remaining messages back");
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(shared.config.drain_timeout, all_done)
+        .await
+        .is_err()
+    {
+        warn!(
+            left = tasks.len(),
+            "drain timeout: handing the remaining messages back"
+        );
         hard_stop.cancel();
-        let handed_back = async {
-            while tasks.join_next().await.is_some() {}
-        };
+        let handed_back = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(HAND_BACK, handed_back).await.is_err() {
             tasks.abort_all();
         }
     }
-    if let Err(err) = shared.topology.js.client().flush().await {
-        warn!(error = %err, "could not flush acks on shutdown");
-    }
+    flush(shared).await;
     info!("notifier stopped");
 }
 
+/// Push out what the client has buffered (unsubscribes, acks), without
+/// hanging a shutdown on a server that is down.
+async fn flush(shared: &Shared) {
+    match tokio::time::timeout(HAND_BACK, shared.topology.js.client().flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => warn!(error = %err, "could not flush on shutdown"),
+        Err(_) => warn!("timed out flushing on shutdown"),
+    }
+}
+
 /// Open the durable consumer, retrying with backoff; `None` if cancelled.
-async fn open_with_backoff(topology: &Topology, shutdown: &CancellationToken) -> Option<PullConsumer> {
+async fn open_with_backoff(
+    topology: &Topology,
+    shutdown: &CancellationToken,
+) -> Option<PullConsumer> {
     let mut backoff = BACKOFF_MIN;
     loop {
         match open(topology).await {
@@ -227,5 +260,23 @@ async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_is_durable_explicit_and_never_gives_up() {
+        let config = consumer_config();
+        assert_eq!(config.durable_name.as_deref(), Some(NOTIFIER_CONSUMER));
+        assert_eq!(config.ack_policy, AckPolicy::Explicit);
+        assert_eq!(config.ack_wait, Duration::from_secs(60));
+        assert_eq!(config.max_ack_pending, 10_000);
+        assert_eq!(
+            config.max_deliver, -1,
+            "retries are bounded by the schedule, not by JetStream"
+        );
     }
 }

@@ -61,7 +61,10 @@ pub enum DeadLetterError {
 /// # Errors
 ///
 /// [`DeadLetterError::Publish`] unless JetStream acknowledged it.
-pub async fn publish(js: &jetstream::Context, letter: &DeadLetterV1) -> Result<(), DeadLetterError> {
+pub async fn publish(
+    js: &jetstream::Context,
+    letter: &DeadLetterV1,
+) -> Result<(), DeadLetterError> {
     let message = PublishMessage::build()
         .payload(encode(letter))
         .message_id(&letter.job_id)
@@ -88,13 +91,21 @@ pub enum Redriven {
 /// # Errors
 ///
 /// [`DeadLetterError`] if the record cannot be reset or the publish fails.
-pub async fn redrive(topology: &Topology, letter: &DeadLetterV1) -> Result<Redriven, DeadLetterError> {
-    let current = load::<DeliveryRecord>(&topology.deliveries, record::WHAT, &letter.job_id).await?;
+pub async fn redrive(
+    topology: &Topology,
+    letter: &DeadLetterV1,
+) -> Result<Redriven, DeadLetterError> {
+    let current =
+        load::<DeliveryRecord>(&topology.deliveries, record::WHAT, &letter.job_id).await?;
     let revision = match &current.value {
         Some(r) if r.state != DeliveryState::Failed => return Ok(Redriven::NotFailed(r.state)),
         _ => current.revision,
     };
-    let fresh = DeliveryRecord { state: DeliveryState::Pending, attempts: vec![], next_attempt_at: None };
+    let fresh = DeliveryRecord {
+        state: DeliveryState::Pending,
+        attempts: vec![],
+        next_attempt_at: None,
+    };
     let new_revision = save(&topology.deliveries, &letter.job_id, &fresh, revision).await?;
     // A new id per redrive, so JetStream's duplicate window does not drop it.
     let message = PublishMessage::build()
@@ -111,6 +122,10 @@ async fn send(
     message: PublishMessage,
 ) -> Result<(), DeadLetterError> {
     let fail = |source: async_nats::Error| DeadLetterError::Publish { subject, source };
-    js.send_publish(subject, message).await.map_err(|e| fail(e.into()))?.await.map_err(|e| fail(e.into()))?;
+    js.send_publish(subject, message)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .await
+        .map_err(|e| fail(e.into()))?;
     Ok(())
 }

@@ -90,15 +90,23 @@ pub fn decide(
     }
     if job.reply.is_none() {
         let until = job.created_at.plus(policy.reply_grace);
-        return if now < until { Decision::AwaitReply { until } } else { Decision::ClaimReply };
+        return if now < until {
+            Decision::AwaitReply { until }
+        } else {
+            Decision::ClaimReply
+        };
     }
     // Here `reply` is `Deferred`: a webhook is owed.
     match delivery {
         None if policy.first_delay.is_zero() => Decision::Deliver { attempt: 0 },
-        None => Decision::ScheduleFirst { at: now.plus(policy.first_delay) },
+        None => Decision::ScheduleFirst {
+            at: now.plus(policy.first_delay),
+        },
         Some(d) => match d.next_attempt_at {
             Some(at) if now < at => Decision::NotDue { at },
-            _ => Decision::Deliver { attempt: d.attempts.len() },
+            _ => Decision::Deliver {
+                attempt: d.attempts.len(),
+            },
         },
     }
 }
@@ -108,7 +116,10 @@ mod tests {
     use super::*;
     use wire_contract::records::DeliveryAttempt;
 
-    const POLICY: Policy = Policy { reply_grace: Duration::from_secs(5), first_delay: Duration::ZERO };
+    const POLICY: Policy = Policy {
+        reply_grace: Duration::from_secs(5),
+        first_delay: Duration::ZERO,
+    };
     const CREATED: UnixMillis = UnixMillis(1_700_000_000_000);
 
     fn job(reply: Option<Reply>, url: Option<&str>) -> JobRecord {
@@ -127,8 +138,17 @@ mod tests {
     }
 
     fn pending(attempts: usize, next: Option<UnixMillis>) -> DeliveryRecord {
-        let attempt = DeliveryAttempt { at: CREATED, status: Some(500), error: Some("HTTP 500".into()), latency_ms: 3 };
-        DeliveryRecord { state: DeliveryState::Pending, attempts: vec![attempt; attempts], next_attempt_at: next }
+        let attempt = DeliveryAttempt {
+            at: CREATED,
+            status: Some(500),
+            error: Some("HTTP 500".into()),
+            latency_ms: 3,
+        };
+        DeliveryRecord {
+            state: DeliveryState::Pending,
+            attempts: vec![attempt; attempts],
+            next_attempt_at: next,
+        }
     }
 
     fn at(ms_after_creation: u64) -> UnixMillis {
@@ -143,69 +163,119 @@ mod tests {
     #[test]
     fn a_caller_answered_200_gets_no_webhook() {
         let j = job(Some(Reply::Immediate), Some("https://example.com/hook"));
-        assert_eq!(decide(at(0), Some(&j), None, &POLICY), Decision::NotRequired(NoWebhook::AnsweredImmediately));
+        assert_eq!(
+            decide(at(0), Some(&j), None, &POLICY),
+            Decision::NotRequired(NoWebhook::AnsweredImmediately)
+        );
     }
 
     #[test]
     fn a_job_without_url_gets_no_webhook() {
         for reply in [None, Some(Reply::Deferred)] {
             let j = job(reply, None);
-            assert_eq!(decide(at(0), Some(&j), None, &POLICY), Decision::NotRequired(NoWebhook::NoUrl));
+            assert_eq!(
+                decide(at(0), Some(&j), None, &POLICY),
+                Decision::NotRequired(NoWebhook::NoUrl)
+            );
         }
     }
 
     #[test]
     fn a_caller_answered_202_gets_a_first_attempt_now() {
-        assert_eq!(decide(at(0), Some(&deferred()), None, &POLICY), Decision::Deliver { attempt: 0 });
+        assert_eq!(
+            decide(at(0), Some(&deferred()), None, &POLICY),
+            Decision::Deliver { attempt: 0 }
+        );
     }
 
     #[test]
     fn a_delayed_first_attempt_is_scheduled() {
-        let policy = Policy { first_delay: Duration::from_secs(2), ..POLICY };
+        let policy = Policy {
+            first_delay: Duration::from_secs(2),
+            ..POLICY
+        };
         assert_eq!(
             decide(at(10), Some(&deferred()), None, &policy),
             Decision::ScheduleFirst { at: at(2010) }
         );
         // Once scheduled, the record drives it.
         let scheduled = pending(0, Some(at(2010)));
-        assert_eq!(decide(at(2010), Some(&deferred()), Some(&scheduled), &policy), Decision::Deliver { attempt: 0 });
+        assert_eq!(
+            decide(at(2010), Some(&deferred()), Some(&scheduled), &policy),
+            Decision::Deliver { attempt: 0 }
+        );
     }
 
     #[test]
     fn while_the_api_is_deciding_the_notifier_waits() {
         let j = job(None, Some("https://example.com/hook"));
-        assert_eq!(decide(at(0), Some(&j), None, &POLICY), Decision::AwaitReply { until: at(5000) });
-        assert_eq!(decide(at(4999), Some(&j), None, &POLICY), Decision::AwaitReply { until: at(5000) });
+        assert_eq!(
+            decide(at(0), Some(&j), None, &POLICY),
+            Decision::AwaitReply { until: at(5000) }
+        );
+        assert_eq!(
+            decide(at(4999), Some(&j), None, &POLICY),
+            Decision::AwaitReply { until: at(5000) }
+        );
     }
 
     #[test]
     fn after_the_grace_an_unanswered_job_is_claimed() {
         let j = job(None, Some("https://example.com/hook"));
-        assert_eq!(decide(at(5000), Some(&j), None, &POLICY), Decision::ClaimReply);
-        assert_eq!(decide(at(60_000), Some(&j), None, &POLICY), Decision::ClaimReply);
+        assert_eq!(
+            decide(at(5000), Some(&j), None, &POLICY),
+            Decision::ClaimReply
+        );
+        assert_eq!(
+            decide(at(60_000), Some(&j), None, &POLICY),
+            Decision::ClaimReply
+        );
     }
 
     #[test]
     fn settled_deliveries_are_not_repeated() {
-        for state in [DeliveryState::Delivered, DeliveryState::Failed, DeliveryState::NotRequired] {
-            let d = DeliveryRecord { state, attempts: vec![], next_attempt_at: None };
-            assert_eq!(decide(at(0), Some(&deferred()), Some(&d), &POLICY), Decision::AlreadySettled(state));
+        for state in [
+            DeliveryState::Delivered,
+            DeliveryState::Failed,
+            DeliveryState::NotRequired,
+        ] {
+            let d = DeliveryRecord {
+                state,
+                attempts: vec![],
+                next_attempt_at: None,
+            };
+            assert_eq!(
+                decide(at(0), Some(&deferred()), Some(&d), &POLICY),
+                Decision::AlreadySettled(state)
+            );
             // Even when the job record is gone by now.
-            assert_eq!(decide(at(0), None, Some(&d), &POLICY), Decision::AlreadySettled(state));
+            assert_eq!(
+                decide(at(0), None, Some(&d), &POLICY),
+                Decision::AlreadySettled(state)
+            );
         }
     }
 
     #[test]
     fn early_redelivery_waits_for_the_next_attempt() {
         let d = pending(2, Some(at(10_000)));
-        assert_eq!(decide(at(3_000), Some(&deferred()), Some(&d), &POLICY), Decision::NotDue { at: at(10_000) });
+        assert_eq!(
+            decide(at(3_000), Some(&deferred()), Some(&d), &POLICY),
+            Decision::NotDue { at: at(10_000) }
+        );
     }
 
     #[test]
     fn the_attempt_index_counts_attempts_not_deliveries() {
         let d = pending(2, Some(at(10_000)));
-        assert_eq!(decide(at(10_000), Some(&deferred()), Some(&d), &POLICY), Decision::Deliver { attempt: 2 });
+        assert_eq!(
+            decide(at(10_000), Some(&deferred()), Some(&d), &POLICY),
+            Decision::Deliver { attempt: 2 }
+        );
         let d = pending(3, None);
-        assert_eq!(decide(at(0), Some(&deferred()), Some(&d), &POLICY), Decision::Deliver { attempt: 3 });
+        assert_eq!(
+            decide(at(0), Some(&deferred()), Some(&d), &POLICY),
+            Decision::Deliver { attempt: 3 }
+        );
     }
 }

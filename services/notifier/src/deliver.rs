@@ -101,7 +101,12 @@ impl Sender {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .user_agent(USER_AGENT)
             .build()?;
-        Ok(Self { client, keys: config.signing_keys.clone().into(), allowed, timeout: config.timeout })
+        Ok(Self {
+            client,
+            keys: config.signing_keys.clone().into(),
+            allowed,
+            timeout: config.timeout,
+        })
     }
 
     /// Request-time style check of a webhook URL, repeated before every
@@ -146,17 +151,28 @@ impl Sender {
                     Verdict::Delivered => None,
                     Verdict::Failed(_) => Some(failure_text(status, &mut response).await),
                 };
-                AttemptReport { status: Some(status), error, latency_ms: elapsed(started), verdict }
+                AttemptReport {
+                    status: Some(status),
+                    error,
+                    latency_ms: elapsed(started),
+                    verdict,
+                }
             }
         }
     }
 
     fn transport_failure(&self, err: reqwest::Error, latency_ms: u64) -> AttemptReport {
         if let Some(refusal) = blocked_by_resolver(&err) {
-            return AttemptReport { latency_ms, ..AttemptReport::refused(refusal) };
+            return AttemptReport {
+                latency_ms,
+                ..AttemptReport::refused(refusal)
+            };
         }
         let error = if err.is_timeout() {
-            format!("timed out after {}", humantime::format_duration(self.timeout))
+            format!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            )
         } else {
             error_chain(&err.without_url())
         };
@@ -175,7 +191,9 @@ pub fn classify(status: u16, retry_after: Option<&str>) -> Verdict {
         200..=299 => Verdict::Delivered,
         410 => Verdict::Failed(Failure::Permanent),
         429 | 503 => Verdict::Failed(Failure::Transient {
-            retry_after: retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs),
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
         }),
         _ => Verdict::Failed(Failure::Transient { retry_after: None }),
     }
@@ -196,7 +214,11 @@ async fn failure_text(status: u16, response: &mut reqwest::Response) -> String {
     let body = body.trim();
     let head = format!("HTTP {status} {reason}");
     let head = head.trim_end();
-    if body.is_empty() { head.to_owned() } else { format!("{head}: {body}") }
+    if body.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}: {body}")
+    }
 }
 
 /// The resolver's refusal, if that is what failed the request.
@@ -246,12 +268,19 @@ mod tests {
 
     #[test]
     fn gone_stops_retries() {
-        assert_eq!(classify(410, Some("5")), Verdict::Failed(Failure::Permanent));
+        assert_eq!(
+            classify(410, Some("5")),
+            Verdict::Failed(Failure::Permanent)
+        );
     }
 
     #[test]
     fn retry_after_is_read_on_429_and_503_only() {
-        let asked = |s| Verdict::Failed(Failure::Transient { retry_after: Some(Duration::from_secs(s)) });
+        let asked = |s| {
+            Verdict::Failed(Failure::Transient {
+                retry_after: Some(Duration::from_secs(s)),
+            })
+        };
         assert_eq!(classify(429, Some("120")), asked(120));
         assert_eq!(classify(503, Some(" 7 ")), asked(7));
         assert_eq!(classify(429, Some("Wed, 21 Oct 2015 07:28:00 GMT")), RETRY);
@@ -263,14 +292,24 @@ mod tests {
     async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
         // `send` skips the URL check on purpose here: the resolver must refuse
         // on its own, since it is what guards the address actually dialled.
-        let config = Config::from_vars(|k| (k == "WEBHOOK_TIMEOUT").then(|| "2s".to_owned())).expect("config");
+        let config = Config::from_vars(|k| (k == "WEBHOOK_TIMEOUT").then(|| "2s".to_owned()))
+            .expect("config");
         let sender = Sender::new(&config).expect("client");
         let url = Url::parse("http://localhost:9/hook").expect("url");
-        let delivery = Delivery { url: &url, job_id: "j", request_id: "r", body: b"{}", now: UnixMillis(0) };
+        let delivery = Delivery {
+            url: &url,
+            job_id: "j",
+            request_id: "r",
+            body: b"{}",
+            now: UnixMillis(0),
+        };
         let report = sender.send(delivery).await;
         assert_eq!(report.verdict, Verdict::Failed(Failure::Permanent));
         let error = report.error.unwrap_or_default();
-        assert!(error.starts_with("refused target: localhost resolves to"), "{error}");
+        assert!(
+            error.starts_with("refused target: localhost resolves to"),
+            "{error}"
+        );
         assert!(error.contains("loopback"), "{error}");
     }
 

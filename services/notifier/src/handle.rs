@@ -7,13 +7,13 @@
 //! memory: the delivery record is the truth, so a redelivery after a crash
 //! (or to another replica) carries on from it.
 
+use crate::config::Config;
 use crate::dead_letter::{self, DeadLetterV1};
 use crate::decision::{Decision, Policy, decide};
 use crate::deliver::{AttemptReport, Delivery, Sender, Verdict};
 use crate::limits::HostLimits;
 use crate::payload::WebhookPayload;
 use crate::record::{self, Update};
-use crate::config::Config;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -59,8 +59,12 @@ pub struct Shared {
     pub global: Semaphore,
     /// The wall clock (injected).
     pub clock: Arc<dyn Clock>,
-    /// Cancelled when the notifier is asked to stop.
-    pub shutdown: CancellationToken,
+    /// Cancelled once the consumer has stopped fetching (and unsubscribed):
+    /// handlers that have not started sending hand their message back then.
+    /// Not the caller's shutdown token itself: a NAK sent while the pull
+    /// subscription still exists is redelivered straight into it and then
+    /// sits out the whole ack wait.
+    pub hand_back: CancellationToken,
 }
 
 /// Handle one job event (raw payload, request id from its headers).
@@ -77,7 +81,10 @@ pub async fn handle(shared: &Shared, payload: &[u8], request_id: String) -> Disp
 }
 
 async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Disposition {
-    let policy = Policy { reply_grace: shared.config.reply_grace, first_delay: shared.config.retry.first_delay() };
+    let policy = Policy {
+        reply_grace: shared.config.reply_grace,
+        first_delay: shared.config.retry.first_delay(),
+    };
     let id = event.job_id.as_str();
     for _ in 0..MAX_ROUNDS {
         let loads = async {
@@ -102,7 +109,14 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
                 return Disposition::Ack;
             }
             Decision::NotRequired(why) => {
-                return match record::update(&shared.topology.deliveries, id, delivery, record::not_required).await {
+                return match record::update(
+                    &shared.topology.deliveries,
+                    id,
+                    delivery,
+                    record::not_required,
+                )
+                .await
+                {
                     Ok(_) => {
                         info!(?why, "no webhook owed");
                         Disposition::Ack
@@ -129,7 +143,9 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
             }
             Decision::NotDue { at } => return Disposition::Nak(at.since(now)),
             Decision::Deliver { attempt } => {
-                let Some(job) = job.value else { return Disposition::Ack };
+                let Some(job) = job.value else {
+                    return Disposition::Ack;
+                };
                 return deliver(shared, event, request_id, &job, delivery, attempt).await;
             }
         }
@@ -141,7 +157,9 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
 /// Compare-and-set the job's `reply` from `None` to `Deferred`. `Ok(false)`
 /// if somebody (the api) wrote it first.
 async fn claim(shared: &Shared, job: Versioned<JobRecord>) -> Result<bool, RecordError> {
-    let Some(mut record) = job.value else { return Ok(false) };
+    let Some(mut record) = job.value else {
+        return Ok(false);
+    };
     if record.reply.is_some() {
         return Ok(false);
     }
@@ -162,14 +180,22 @@ async fn deliver(
     delivery: Versioned<DeliveryRecord>,
     attempt: usize,
 ) -> Disposition {
-    let Some(url_text) = job.webhook_url.as_deref() else { return Disposition::Ack };
+    let Some(url_text) = job.webhook_url.as_deref() else {
+        return Disposition::Ack;
+    };
     let started = shared.clock.now();
     let payload = WebhookPayload::of(event, started);
     let body = payload.to_bytes();
     let report = match shared.sender.check(url_text) {
         Err(refusal) => AttemptReport::refused(refusal),
         Ok(url) => {
-            let request = Delivery { url: &url, job_id: &event.job_id, request_id, body: &body, now: started };
+            let request = Delivery {
+                url: &url,
+                job_id: &event.job_id,
+                request_id,
+                body: &body,
+                now: started,
+            };
             match send_bounded(shared, &url, request).await {
                 Some(report) => report,
                 // Shutting down before the attempt started: hand it back.
@@ -187,7 +213,14 @@ async fn deliver(
     let jitter_sample = rand::thread_rng().gen_range(-1.0..=1.0);
     let schedule = &shared.config.retry;
     let change = |prev: Option<&DeliveryRecord>| {
-        record::with_attempt(prev, &recorded, &report.verdict, schedule, jitter_sample, finished)
+        record::with_attempt(
+            prev,
+            &recorded,
+            &report.verdict,
+            schedule,
+            jitter_sample,
+            finished,
+        )
     };
 
     // The dead letter goes out before the record says Failed: a crash in
@@ -225,10 +258,14 @@ async fn deliver(
 /// Wait for the per-host and then the global permit, and send. `None` if
 /// asked to stop while waiting.
 async fn send_bounded(shared: &Shared, url: &Url, request: Delivery<'_>) -> Option<AttemptReport> {
-    let host = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+    let host = format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    );
     let host_permit = tokio::select! {
         biased;
-        _ = shared.shutdown.cancelled() => return None,
+        _ = shared.hand_back.cancelled() => return None,
         permit = shared.hosts.acquire(&host) => permit,
     };
     let report = bounded(shared, &shared.global, shared.sender.send(request)).await;
@@ -238,17 +275,26 @@ async fn send_bounded(shared: &Shared, url: &Url, request: Delivery<'_>) -> Opti
 
 /// Run `work` holding a permit of `semaphore`; `None` if asked to stop
 /// while waiting for it.
-async fn bounded<T>(shared: &Shared, semaphore: &Semaphore, work: impl Future<Output = T>) -> Option<T> {
+async fn bounded<T>(
+    shared: &Shared,
+    semaphore: &Semaphore,
+    work: impl Future<Output = T>,
+) -> Option<T> {
     let _permit = tokio::select! {
         biased;
-        _ = shared.shutdown.cancelled() => return None,
+        _ = shared.hand_back.cancelled() => return None,
         permit = semaphore.acquire() => permit.ok()?,
     };
     Some(work.await)
 }
 
 /// Log the attempt's outcome and say how to settle the message.
-fn settle(record: &DeliveryRecord, report: &AttemptReport, attempt: usize, now: UnixMillis) -> Disposition {
+fn settle(
+    record: &DeliveryRecord,
+    report: &AttemptReport,
+    attempt: usize,
+    now: UnixMillis,
+) -> Disposition {
     let status = report.status;
     let latency_ms = report.latency_ms;
     let err = report.error.as_deref().unwrap_or("");
@@ -258,7 +304,10 @@ fn settle(record: &DeliveryRecord, report: &AttemptReport, attempt: usize, now: 
             Disposition::Ack
         }
         DeliveryState::Pending => {
-            let delay = record.next_attempt_at.map(|at| at.since(now)).unwrap_or(NATS_RETRY);
+            let delay = record
+                .next_attempt_at
+                .map(|at| at.since(now))
+                .unwrap_or(NATS_RETRY);
             warn!(
                 attempt, ?status, latency_ms, error = err,
                 retry_in = %humantime::format_duration(delay), "webhook attempt failed; will retry"
@@ -266,8 +315,17 @@ fn settle(record: &DeliveryRecord, report: &AttemptReport, attempt: usize, now: 
             Disposition::Nak(delay)
         }
         DeliveryState::Failed => {
-            let permanent = matches!(report.verdict, Verdict::Failed(crate::retry::Failure::Permanent));
-            error!(attempt, ?status, error = err, permanent, "webhook failed for good; dead-lettered");
+            let permanent = matches!(
+                report.verdict,
+                Verdict::Failed(crate::retry::Failure::Permanent)
+            );
+            error!(
+                attempt,
+                ?status,
+                error = err,
+                permanent,
+                "webhook failed for good; dead-lettered"
+            );
             Disposition::Ack
         }
         DeliveryState::NotRequired => Disposition::Ack,

@@ -52,10 +52,19 @@ pub enum Error {
 /// # Errors
 ///
 /// Only at start, if the HTTP client cannot be built.
-pub async fn run(config: Config, topology: Topology, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    topology: Topology,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     info!(?config, "notifier starting");
     if config.secret_origin == SecretOrigin::Generated {
-        let generated = config.signing_keys.iter().map(|k| k.to_whsec()).collect::<Vec<_>>().join(",");
+        let generated = config
+            .signing_keys
+            .iter()
+            .map(|k| k.to_whsec())
+            .collect::<Vec<_>>()
+            .join(",");
         warn!(
             webhook_secret = %generated,
             "WEBHOOK_SECRET is not set: signing with a random secret for this run only (demo mode); \
@@ -70,8 +79,8 @@ pub async fn run(config: Config, topology: Topology, shutdown: CancellationToken
         sender,
         config,
         clock: Arc::new(SystemClock),
-        shutdown,
+        hand_back: CancellationToken::new(),
     });
-    consumer::consume(shared).await;
+    consumer::consume(shared, shutdown).await;
     Ok(())
 }

@@ -22,7 +22,10 @@ pub struct HostLimits {
 impl HostLimits {
     /// At most `per_host` permits out at once for any one host.
     pub fn new(per_host: usize) -> Self {
-        Self { per_host: per_host.max(1), hosts: Mutex::new(HashMap::new()) }
+        Self {
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Wait for a permit for `host` (held until dropped).
@@ -46,7 +49,9 @@ impl HostLimits {
             hosts.retain(|_, s| Arc::strong_count(s) > 1);
         }
         Arc::clone(
-            hosts.entry(host.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))),
+            hosts
+                .entry(host.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host))),
         )
     }
 }
@@ -61,9 +66,11 @@ mod tests {
         let limits = HostLimits::new(2);
         let _a1 = limits.acquire("slow.example").await;
         let _a2 = limits.acquire("slow.example").await;
-        let third = tokio::time::timeout(Duration::from_millis(50), limits.acquire("slow.example")).await;
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), limits.acquire("slow.example")).await;
         assert!(third.is_err(), "a third permit for the same host must wait");
-        let other = tokio::time::timeout(Duration::from_millis(50), limits.acquire("fast.example")).await;
+        let other =
+            tokio::time::timeout(Duration::from_millis(50), limits.acquire("fast.example")).await;
         assert!(other.is_ok(), "another host is not held up");
     }
 

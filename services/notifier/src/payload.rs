@@ -45,7 +45,12 @@ impl WebhookPayload {
         Self {
             kind: event.outcome.event_type().to_owned(),
             timestamp: now.to_rfc3339(),
-            data: WebhookData { id: event.job_id.clone(), message: event.message.clone(), signature, error },
+            data: WebhookData {
+                id: event.job_id.clone(),
+                message: event.message.clone(),
+                signature,
+                error,
+            },
         }
     }
 
@@ -62,12 +67,21 @@ mod tests {
     use serde_json::json;
 
     fn event(outcome: Outcome) -> JobEventV1 {
-        JobEventV1 { job_id: "job-1".into(), message: "hello".into(), outcome }
+        JobEventV1 {
+            job_id: "job-1".into(),
+            message: "hello".into(),
+            outcome,
+        }
     }
 
     #[test]
     fn a_signed_job_is_announced_as_completed() {
-        let payload = WebhookPayload::of(&event(Outcome::Signed { signature: "c2ln".into() }), UnixMillis(0));
+        let payload = WebhookPayload::of(
+            &event(Outcome::Signed {
+                signature: "c2ln".into(),
+            }),
+            UnixMillis(0),
+        );
         let value: serde_json::Value = serde_json::from_slice(&payload.to_bytes()).expect("json");
         assert_eq!(
             value,
@@ -81,8 +95,12 @@ mod tests {
 
     #[test]
     fn a_failed_job_is_announced_with_its_reason() {
-        let payload =
-            WebhookPayload::of(&event(Outcome::Failed { reason: "message too long".into() }), UnixMillis(951_782_400_123));
+        let payload = WebhookPayload::of(
+            &event(Outcome::Failed {
+                reason: "message too long".into(),
+            }),
+            UnixMillis(951_782_400_123),
+        );
         let value: serde_json::Value = serde_json::from_slice(&payload.to_bytes()).expect("json");
         assert_eq!(
             value,
@@ -96,9 +114,17 @@ mod tests {
 
     #[test]
     fn the_body_is_small_and_round_trips() {
-        let payload = WebhookPayload::of(&event(Outcome::Signed { signature: "x".repeat(512) }), UnixMillis(0));
+        let payload = WebhookPayload::of(
+            &event(Outcome::Signed {
+                signature: "x".repeat(512),
+            }),
+            UnixMillis(0),
+        );
         let bytes = payload.to_bytes();
         assert!(bytes.len() < 20 * 1024);
-        assert_eq!(serde_json::from_slice::<WebhookPayload>(&bytes).expect("parse"), payload);
+        assert_eq!(
+            serde_json::from_slice::<WebhookPayload>(&bytes).expect("parse"),
+            payload
+        );
     }
 }

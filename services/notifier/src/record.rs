@@ -59,7 +59,11 @@ pub async fn update(
 pub fn not_required(prev: Option<&DeliveryRecord>) -> Option<DeliveryRecord> {
     match prev {
         Some(_) => None,
-        None => Some(DeliveryRecord { state: DeliveryState::NotRequired, attempts: vec![], next_attempt_at: None }),
+        None => Some(DeliveryRecord {
+            state: DeliveryState::NotRequired,
+            attempts: vec![],
+            next_attempt_at: None,
+        }),
     }
 }
 
@@ -67,7 +71,11 @@ pub fn not_required(prev: Option<&DeliveryRecord>) -> Option<DeliveryRecord> {
 pub fn scheduled(prev: Option<&DeliveryRecord>, at: UnixMillis) -> Option<DeliveryRecord> {
     match prev {
         Some(_) => None,
-        None => Some(DeliveryRecord { state: DeliveryState::Pending, attempts: vec![], next_attempt_at: Some(at) }),
+        None => Some(DeliveryRecord {
+            state: DeliveryState::Pending,
+            attempts: vec![],
+            next_attempt_at: Some(at),
+        }),
     }
 }
 
@@ -97,7 +105,11 @@ pub fn with_attempt(
             Next::GiveUp => (DeliveryState::Failed, None),
         },
     };
-    Some(DeliveryRecord { state, attempts, next_attempt_at })
+    Some(DeliveryRecord {
+        state,
+        attempts,
+        next_attempt_at,
+    })
 }
 
 #[cfg(test)]
@@ -113,14 +125,20 @@ mod tests {
     }
 
     fn attempt(status: Option<u16>) -> DeliveryAttempt {
-        DeliveryAttempt { at: T0, status, error: None, latency_ms: 12 }
+        DeliveryAttempt {
+            at: T0,
+            status,
+            error: None,
+            latency_ms: 12,
+        }
     }
 
     const RETRY: Verdict = Verdict::Failed(Failure::Transient { retry_after: None });
 
     #[test]
     fn a_failed_first_attempt_is_pending_until_the_next_gap() {
-        let r = with_attempt(None, &attempt(Some(500)), &RETRY, &schedule(), 0.0, T0).expect("written");
+        let r =
+            with_attempt(None, &attempt(Some(500)), &RETRY, &schedule(), 0.0, T0).expect("written");
         assert_eq!(r.state, DeliveryState::Pending);
         assert_eq!(r.attempts.len(), 1);
         assert_eq!(r.next_attempt_at, Some(T0.plus(Duration::from_secs(5))));
@@ -141,8 +159,12 @@ mod tests {
     #[test]
     fn success_and_permanent_failure_settle_the_record() {
         let s = schedule();
-        let ok = with_attempt(None, &attempt(Some(204)), &Verdict::Delivered, &s, 0.0, T0).expect("ok");
-        assert_eq!((ok.state, ok.next_attempt_at), (DeliveryState::Delivered, None));
+        let ok =
+            with_attempt(None, &attempt(Some(204)), &Verdict::Delivered, &s, 0.0, T0).expect("ok");
+        assert_eq!(
+            (ok.state, ok.next_attempt_at),
+            (DeliveryState::Delivered, None)
+        );
         let gone = Verdict::Failed(Failure::Permanent);
         let r = with_attempt(None, &attempt(Some(410)), &gone, &s, 0.0, T0).expect("gone");
         assert_eq!(r.state, DeliveryState::Failed);
@@ -150,9 +172,27 @@ mod tests {
 
     #[test]
     fn settled_records_are_left_alone() {
-        for state in [DeliveryState::Delivered, DeliveryState::Failed, DeliveryState::NotRequired] {
-            let settled = DeliveryRecord { state, attempts: vec![], next_attempt_at: None };
-            assert_eq!(with_attempt(Some(&settled), &attempt(Some(200)), &Verdict::Delivered, &schedule(), 0.0, T0), None);
+        for state in [
+            DeliveryState::Delivered,
+            DeliveryState::Failed,
+            DeliveryState::NotRequired,
+        ] {
+            let settled = DeliveryRecord {
+                state,
+                attempts: vec![],
+                next_attempt_at: None,
+            };
+            assert_eq!(
+                with_attempt(
+                    Some(&settled),
+                    &attempt(Some(200)),
+                    &Verdict::Delivered,
+                    &schedule(),
+                    0.0,
+                    T0
+                ),
+                None
+            );
             assert_eq!(not_required(Some(&settled)), None);
             assert_eq!(scheduled(Some(&settled), T0), None);
         }
@@ -160,8 +200,14 @@ mod tests {
 
     #[test]
     fn first_writes_create_the_record() {
-        assert_eq!(not_required(None).map(|r| r.state), Some(DeliveryState::NotRequired));
+        assert_eq!(
+            not_required(None).map(|r| r.state),
+            Some(DeliveryState::NotRequired)
+        );
         let s = scheduled(None, T0).expect("scheduled");
-        assert_eq!((s.state, s.next_attempt_at, s.attempts.len()), (DeliveryState::Pending, Some(T0), 0));
+        assert_eq!(
+            (s.state, s.next_attempt_at, s.attempts.len()),
+            (DeliveryState::Pending, Some(T0), 0)
+        );
     }
 }

@@ -61,7 +61,9 @@ impl RetrySchedule {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| humantime::parse_duration(s).map_err(|_| ScheduleError::Duration(s.to_owned())))
+            .map(|s| {
+                humantime::parse_duration(s).map_err(|_| ScheduleError::Duration(s.to_owned()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(delays, jitter)
     }
@@ -115,7 +117,12 @@ pub enum Next {
 /// tests) scaled by the schedule's jitter. A receiver's `Retry-After` can
 /// lengthen the wait, up to [`MAX_RETRY_AFTER`], but never shorten it below
 /// the scheduled gap, and never adds attempts beyond the schedule.
-pub fn after(attempt_index: usize, failure: &Failure, schedule: &RetrySchedule, jitter_sample: f64) -> Next {
+pub fn after(
+    attempt_index: usize,
+    failure: &Failure,
+    schedule: &RetrySchedule,
+    jitter_sample: f64,
+) -> Next {
     let retry_after = match failure {
         Failure::Permanent => return Next::GiveUp,
         Failure::Transient { retry_after } => *retry_after,
@@ -151,9 +158,21 @@ mod tests {
         let s = default_schedule(0.0);
         assert_eq!(s.attempts(), 8);
         assert_eq!(s.first_delay(), Duration::ZERO);
-        let expected = [secs(5), secs(300), secs(1800), secs(7200), secs(18_000), secs(36_000), secs(36_000)];
+        let expected = [
+            secs(5),
+            secs(300),
+            secs(1800),
+            secs(7200),
+            secs(18_000),
+            secs(36_000),
+            secs(36_000),
+        ];
         for (i, gap) in expected.iter().enumerate() {
-            assert_eq!(after(i, &TRANSIENT, &s, 0.0), Next::RetryAt(*gap), "after attempt {i}");
+            assert_eq!(
+                after(i, &TRANSIENT, &s, 0.0),
+                Next::RetryAt(*gap),
+                "after attempt {i}"
+            );
         }
         assert_eq!(after(7, &TRANSIENT, &s, 0.0), Next::GiveUp);
         assert_eq!(after(100, &TRANSIENT, &s, 0.0), Next::GiveUp);
@@ -161,7 +180,10 @@ mod tests {
 
     #[test]
     fn permanent_failures_give_up_at_once() {
-        assert_eq!(after(0, &Failure::Permanent, &default_schedule(0.0), 0.0), Next::GiveUp);
+        assert_eq!(
+            after(0, &Failure::Permanent, &default_schedule(0.0), 0.0),
+            Next::GiveUp
+        );
     }
 
     #[test]
@@ -169,7 +191,10 @@ mod tests {
         let s = default_schedule(0.2);
         assert_eq!(after(0, &TRANSIENT, &s, -1.0), Next::RetryAt(secs(4)));
         assert_eq!(after(0, &TRANSIENT, &s, 1.0), Next::RetryAt(secs(6)));
-        assert_eq!(after(0, &TRANSIENT, &s, 0.5), Next::RetryAt(Duration::from_millis(5500)));
+        assert_eq!(
+            after(0, &TRANSIENT, &s, 0.5),
+            Next::RetryAt(Duration::from_millis(5500))
+        );
         // Out-of-range samples are clamped rather than trusted.
         assert_eq!(after(0, &TRANSIENT, &s, 9.0), Next::RetryAt(secs(6)));
     }
@@ -177,12 +202,23 @@ mod tests {
     #[test]
     fn retry_after_lengthens_up_to_an_hour_but_never_shortens() {
         let s = default_schedule(0.0);
-        let asked = |d| Failure::Transient { retry_after: Some(d) };
-        assert_eq!(after(0, &asked(secs(120)), &s, 0.0), Next::RetryAt(secs(120)));
+        let asked = |d| Failure::Transient {
+            retry_after: Some(d),
+        };
+        assert_eq!(
+            after(0, &asked(secs(120)), &s, 0.0),
+            Next::RetryAt(secs(120))
+        );
         assert_eq!(after(0, &asked(secs(1)), &s, 0.0), Next::RetryAt(secs(5)));
-        assert_eq!(after(0, &asked(secs(86_400)), &s, 0.0), Next::RetryAt(MAX_RETRY_AFTER));
+        assert_eq!(
+            after(0, &asked(secs(86_400)), &s, 0.0),
+            Next::RetryAt(MAX_RETRY_AFTER)
+        );
         // A gap already longer than an hour wins over any Retry-After.
-        assert_eq!(after(3, &asked(secs(86_400)), &s, 0.0), Next::RetryAt(secs(7200)));
+        assert_eq!(
+            after(3, &asked(secs(86_400)), &s, 0.0),
+            Next::RetryAt(secs(7200))
+        );
         // Retry-After does not buy attempts beyond the schedule.
         assert_eq!(after(7, &asked(secs(10)), &s, 0.0), Next::GiveUp);
     }
@@ -190,9 +226,18 @@ mod tests {
     #[test]
     fn parsing_rejects_bad_schedules() {
         assert_eq!(RetrySchedule::parse("", 0.0), Err(ScheduleError::Empty));
-        assert_eq!(RetrySchedule::parse("0s,soon", 0.0), Err(ScheduleError::Duration("soon".into())));
-        assert_eq!(RetrySchedule::parse("0s", 1.0), Err(ScheduleError::Jitter(1.0)));
-        assert_eq!(RetrySchedule::parse("0s", -0.1), Err(ScheduleError::Jitter(-0.1)));
+        assert_eq!(
+            RetrySchedule::parse("0s,soon", 0.0),
+            Err(ScheduleError::Duration("soon".into()))
+        );
+        assert_eq!(
+            RetrySchedule::parse("0s", 1.0),
+            Err(ScheduleError::Jitter(1.0))
+        );
+        assert_eq!(
+            RetrySchedule::parse("0s", -0.1),
+            Err(ScheduleError::Jitter(-0.1))
+        );
         let s = RetrySchedule::parse(" 0s , 100ms ", 0.0).expect("spaces are fine");
         assert_eq!(s.delays(), &[Duration::ZERO, Duration::from_millis(100)]);
     }

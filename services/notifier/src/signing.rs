@@ -45,7 +45,10 @@ impl SigningKey {
     ///
     /// [`SecretError`] saying what is wrong (without the secret).
     pub fn parse(written: &str) -> Result<Self, SecretError> {
-        let encoded = written.trim().strip_prefix(PREFIX).ok_or(SecretError::Prefix)?;
+        let encoded = written
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(SecretError::Prefix)?;
         let bytes = STANDARD
             .decode(encoded)
             .or_else(|_| STANDARD_NO_PAD.decode(encoded))
@@ -95,7 +98,10 @@ pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: u64, body:
     content.extend_from_slice(timestamp.to_string().as_bytes());
     content.push(b'.');
     content.extend_from_slice(body);
-    keys.iter().map(|k| k.sign(&content)).collect::<Vec<_>>().join(" ")
+    keys.iter()
+        .map(|k| k.sign(&content))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -125,7 +131,10 @@ mod tests {
         mac.update(b"job-1.1700000000.");
         mac.update(body);
         let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-        assert_eq!(signature_header(&[key], "job-1", 1_700_000_000, body), expected);
+        assert_eq!(
+            signature_header(&[key], "job-1", 1_700_000_000, body),
+            expected
+        );
     }
 
     #[test]
@@ -141,8 +150,14 @@ mod tests {
 
     #[test]
     fn bad_secrets_are_rejected_without_echoing_them() {
-        assert_eq!(SigningKey::parse("MfKQ9r8GKYqrTwjU"), Err(SecretError::Prefix));
-        assert_eq!(SigningKey::parse("whsec_!!!not base64"), Err(SecretError::Base64));
+        assert_eq!(
+            SigningKey::parse("MfKQ9r8GKYqrTwjU"),
+            Err(SecretError::Prefix)
+        );
+        assert_eq!(
+            SigningKey::parse("whsec_!!!not base64"),
+            Err(SecretError::Base64)
+        );
         let short = format!("whsec_{}", STANDARD.encode([1u8; 16]));
         assert_eq!(SigningKey::parse(&short), Err(SecretError::Length(16)));
         let long = format!("whsec_{}", STANDARD.encode([1u8; 65]));

@@ -85,3 +85,26 @@ pub fn probe(addr: std::net::SocketAddr) -> i32 {
 pub fn is_healthcheck() -> bool {
     std::env::args().nth(1).as_deref() == Some("healthcheck")
 }
+
+/// Serve `/healthz` (alive) and `/readyz` (NATS, every stream and bucket
+/// answer within 2 s) on `listener` until `shutdown`: for workers that have
+/// no HTTP api of their own, so orchestrators can probe them.
+pub async fn serve_health(
+    listener: tokio::net::TcpListener,
+    topology: wire_contract::Topology,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::{Router, extract::State, http::StatusCode, routing::get};
+    async fn ready(State(topology): State<wire_contract::Topology>) -> (StatusCode, String) {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), topology.check()).await {
+            Ok(Ok(())) => (StatusCode::OK, "ready".into()),
+            Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+        }
+    }
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(topology);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -21,6 +21,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Least time between two attempts for one message.
     pub retry_min_backoff: Duration,
+    /// Time after a first failure by which a message has usually recovered;
+    /// earlier retries are made only when no other message is eligible.
+    pub retry_settle: Duration,
     /// Pause after the upstream refused our credentials (401/403).
     pub auth_retry_interval: Duration,
     /// Where `/healthz` and `/readyz` listen.
@@ -61,6 +64,7 @@ impl Config {
             rate_margin: duration("UPSTREAM_RATE_MARGIN", "1s")?,
             upstream_timeout: duration("UPSTREAM_TIMEOUT", "10s")?,
             retry_min_backoff: duration("RETRY_MIN_BACKOFF", "30s")?,
+            retry_settle: duration("RETRY_SETTLE", "300s")?,
             auth_retry_interval: duration("AUTH_RETRY_INTERVAL", "60s")?,
             health_addr: text("SIGNER_HEALTH_ADDR", "127.0.0.1:9101")
                 .parse()
@@ -108,6 +112,7 @@ impl fmt::Debug for Config {
             .field("rate_margin", &self.rate_margin)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("retry_min_backoff", &self.retry_min_backoff)
+            .field("retry_settle", &self.retry_settle)
             .field("auth_retry_interval", &self.auth_retry_interval)
             .field("health_addr", &self.health_addr)
             .field("signer_id", &self.signer_id)

@@ -147,6 +147,7 @@ async fn take_in(
                 jobs: vec![job.clone()],
                 first_seen: clock.now(),
                 attempts: 0,
+                first_attempt: None,
                 last_attempt: None,
                 last_error: None,
                 lease: None,

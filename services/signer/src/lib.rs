@@ -55,7 +55,7 @@ pub async fn run(
         topo.clone(),
         upstream,
         budget,
-        scheduler::RetryPolicy { min_backoff: config.retry_min_backoff },
+        scheduler::RetryPolicy { min_backoff: config.retry_min_backoff, settle: config.retry_settle, speculate: true },
         Arc::clone(&clock),
         Arc::clone(&view),
         Arc::clone(&health),

@@ -34,6 +34,7 @@ impl WorkView {
                 key: k.clone(),
                 attempts: w.attempts,
                 first_seen: w.first_seen,
+                first_attempt: w.first_attempt,
                 last_attempt: w.last_attempt,
                 leased_until: w.lease.as_ref().map(|l| l.until),
             })

@@ -166,6 +166,7 @@ impl Worker {
                 key: (),
                 attempts: item.attempts,
                 first_seen: item.first_seen,
+                first_attempt: item.first_attempt,
                 last_attempt: item.last_attempt,
                 leased_until: item.lease.as_ref().map(|l| l.until),
             };
@@ -175,6 +176,7 @@ impl Worker {
             }
             let mut leased = item.clone();
             leased.attempts += 1;
+            leased.first_attempt.get_or_insert(now);
             leased.last_attempt = Some(now);
             leased.lease = Some(Lease { owner: self.signer_id.clone(), until: now.plus(self.lease_span()) });
             let revision = match save(&self.topo.work, key, &leased, v.revision).await {

@@ -1,5 +1,8 @@
 //! `upstream-sim`: reads `SIM_*` configuration, binds, and serves until
 //! SIGTERM or SIGINT (a second signal exits at once).
+//!
+//! `upstream-sim healthcheck` instead probes `GET /healthz` on `SIM_ADDR`
+//! and exits 0 on a 200 (container images have no shell or curl).
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -9,8 +12,11 @@ use upstream_sim::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
     let config = Config::from_env().context("invalid configuration")?;
+    if is_healthcheck() {
+        std::process::exit(probe(config.addr));
+    }
+    init_tracing();
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
@@ -18,6 +24,47 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(watch_signals(shutdown.clone()));
     upstream_sim::run(listener, config, shutdown).await?;
     Ok(())
+}
+
+/// Whether the process was started as `upstream-sim healthcheck`.
+fn is_healthcheck() -> bool {
+    std::env::args().nth(1).as_deref() == Some("healthcheck")
+}
+
+/// Exit status of `upstream-sim healthcheck`: 0 if `GET /healthz` on `addr`
+/// answers 200 within 2 s, else 1. A wildcard listen address is probed on
+/// loopback. (The same as `service_kit::probe`, which this crate does not
+/// depend on.)
+fn probe(addr: std::net::SocketAddr) -> i32 {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let attempt = || -> std::io::Result<bool> {
+        let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        // Status line prefix, e.g. `HTTP/1.1 200`; a short read is retried.
+        let mut head = [0u8; 12];
+        let mut n = 0;
+        while n < head.len() {
+            match stream.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(&head[..n] == b"HTTP/1.0 200" || &head[..n] == b"HTTP/1.1 200")
+    };
+    match attempt() {
+        Ok(true) => 0,
+        _ => 1,
+    }
 }
 
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`), as JSON when

@@ -29,11 +29,19 @@ impl NatsServer {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let dir = std::env::temp_dir().join(format!("notifier-it-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("store dir");
         let child = spawn(port, &dir).await;
-        Self { child, dir, port, url: format!("nats://127.0.0.1:{port}") }
+        Self {
+            child,
+            dir,
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+        }
     }
 
     /// Kill the server (SIGKILL) and start it again on the same port and store.
@@ -53,10 +61,14 @@ async fn spawn(port: u16, dir: &std::path::Path) -> Child {
         .spawn()
         .expect("nats-server must be on PATH");
     let addr = format!("127.0.0.1:{port}");
-    eventually("nats-server to accept connections", Duration::from_secs(10), || {
-        let addr = addr.clone();
-        async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
-    })
+    eventually(
+        "nats-server to accept connections",
+        Duration::from_secs(10),
+        || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
+        },
+    )
     .await;
     child
 }
@@ -98,8 +110,12 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Self {
         let state = Arc::new(ReceiverState::default());
-        let app = Router::new().route("/hook/{name}", post(receive)).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let app = Router::new()
+            .route("/hook/{name}", post(receive))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let base = format!("http://{}", listener.local_addr().expect("receiver addr"));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -124,7 +140,10 @@ impl Receiver {
 
     /// Requests hook `name` got so far.
     pub fn requests(&self, name: &str) -> Vec<Received> {
-        lock(&self.state.requests).get(name).cloned().unwrap_or_default()
+        lock(&self.state.requests)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -151,7 +170,11 @@ async fn receive(
         tokio::time::sleep(delay).await;
     }
     let (failures, status) = lock(&state.scripts).get(&name).copied().unwrap_or((0, 500));
-    if seen <= failures { StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) } else { StatusCode::OK }
+    if seen <= failures {
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    } else {
+        StatusCode::OK
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,7 +192,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

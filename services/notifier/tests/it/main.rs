@@ -28,6 +28,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Harness {
+    config: Config,
     topology: Topology,
     receiver: Receiver,
     shutdown: CancellationToken,
@@ -67,12 +68,29 @@ impl Harness {
         .collect();
         let config = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
         let shutdown = CancellationToken::new();
-        let run = tokio::spawn(notifier::run(config, topology.clone(), shutdown.clone()));
-        Self { topology, receiver, shutdown, run, nats }
+        let run = tokio::spawn(notifier::run(
+            config.clone(),
+            topology.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            config,
+            topology,
+            receiver,
+            shutdown,
+            run,
+            nats,
+        }
     }
 
     /// Store a job record and publish its outcome event, as api and signer would.
-    async fn job(&self, id: &str, hook: Option<&str>, reply: Option<Reply>, created_at: UnixMillis) {
+    async fn job(
+        &self,
+        id: &str,
+        hook: Option<&str>,
+        reply: Option<Reply>,
+        created_at: UnixMillis,
+    ) {
         let record = JobRecord {
             id: id.to_owned(),
             message: format!("message of {id}"),
@@ -86,10 +104,18 @@ impl Harness {
     }
 
     async fn publish(&self, id: &str, signature: String) {
-        let event = JobEventV1 { job_id: id.to_owned(), message: format!("message of {id}"), outcome: Outcome::Signed { signature } };
+        let event = JobEventV1 {
+            job_id: id.to_owned(),
+            message: format!("message of {id}"),
+            outcome: Outcome::Signed { signature },
+        };
         self.topology
             .js
-            .publish_with_headers(EVENTS_SUBJECT, with_request_id(&format!("req-{id}")), encode(&event))
+            .publish_with_headers(
+                EVENTS_SUBJECT,
+                with_request_id(&format!("req-{id}")),
+                encode(&event),
+            )
             .await
             .unwrap()
             .await
@@ -102,7 +128,10 @@ impl Harness {
         eventually(&format!("{id} to be {state:?}"), WAIT, || {
             let deliveries = deliveries.clone();
             async move {
-                let r = load::<DeliveryRecord>(&deliveries, "delivery", id).await.ok()?.value?;
+                let r = load::<DeliveryRecord>(&deliveries, "delivery", id)
+                    .await
+                    .ok()?
+                    .value?;
                 (r.state == state).then_some(r)
             }
         })
@@ -115,8 +144,14 @@ impl Harness {
         eventually("the notifier to settle every event", WAIT, || {
             let js = js.clone();
             async move {
-                let stream = js.get_stream(wire_contract::names::EVENTS_STREAM).await.ok()?;
-                let info = stream.consumer_info(wire_contract::names::NOTIFIER_CONSUMER).await.ok()?;
+                let stream = js
+                    .get_stream(wire_contract::names::EVENTS_STREAM)
+                    .await
+                    .ok()?;
+                let info = stream
+                    .consumer_info(wire_contract::names::NOTIFIER_CONSUMER)
+                    .await
+                    .ok()?;
                 (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
             }
         })
@@ -126,7 +161,10 @@ impl Harness {
     async fn stop(&mut self) {
         self.shutdown.cancel();
         let result = tokio::time::timeout(Duration::from_secs(15), &mut self.run).await;
-        assert!(matches!(result, Ok(Ok(Ok(())))), "run must return Ok on shutdown: {result:?}");
+        assert!(
+            matches!(result, Ok(Ok(Ok(())))),
+            "run must return Ok on shutdown: {result:?}"
+        );
     }
 }
 
@@ -136,8 +174,16 @@ fn now() -> UnixMillis {
 
 /// Verify a `webhook-signature` independently, from the spec's definition.
 fn signature_ok(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let key = STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let key = STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(format!("{}.{}.", h("webhook-id"), h("webhook-timestamp")).as_bytes());
     mac.update(body);
@@ -151,17 +197,34 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
 
     // Answered 202; the receiver fails twice with 500, then takes it.
     it.receiver.script("flaky", 2, 500);
-    it.job("job-deferred", Some("flaky"), Some(Reply::Deferred), now()).await;
+    it.job("job-deferred", Some("flaky"), Some(Reply::Deferred), now())
+        .await;
     // Answered 200: no webhook, ever.
-    it.job("job-immediate", Some("immediate"), Some(Reply::Immediate), now()).await;
+    it.job(
+        "job-immediate",
+        Some("immediate"),
+        Some(Reply::Immediate),
+        now(),
+    )
+    .await;
     // Never answered (the api died): claimed after the grace, then delivered.
-    it.job("job-orphan", Some("orphan"), None, now().minus(Duration::from_secs(10))).await;
+    it.job(
+        "job-orphan",
+        Some("orphan"),
+        None,
+        now().minus(Duration::from_secs(10)),
+    )
+    .await;
     // Still inside the grace when the api answers 200: no webhook.
     it.job("job-late-200", Some("late-200"), None, now()).await;
-    let late = load::<JobRecord>(&it.topology.jobs, "job", "job-late-200").await.unwrap();
+    let late = load::<JobRecord>(&it.topology.jobs, "job", "job-late-200")
+        .await
+        .unwrap();
     let mut answered = late.value.unwrap();
     answered.reply = Some(Reply::Immediate);
-    save(&it.topology.jobs, "job-late-200", &answered, late.revision).await.unwrap();
+    save(&it.topology.jobs, "job-late-200", &answered, late.revision)
+        .await
+        .unwrap();
 
     let record = it.settled("job-deferred", DeliveryState::Delivered).await;
     let statuses: Vec<Option<u16>> = record.attempts.iter().map(|a| a.status).collect();
@@ -171,8 +234,18 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
     let requests = it.receiver.requests("flaky");
     assert_eq!(requests.len(), 3, "exactly three attempts");
     for r in &requests {
-        let header = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        assert_eq!(header("webhook-id"), "job-deferred", "same webhook-id on every attempt");
+        let header = |n: &str| {
+            r.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert_eq!(
+            header("webhook-id"),
+            "job-deferred",
+            "same webhook-id on every attempt"
+        );
         assert_eq!(header("x-request-id"), "req-job-deferred");
         assert_eq!(header("content-type"), "application/json");
         assert!(header("user-agent").starts_with("signing-gateway-webhooks/"));
@@ -191,16 +264,30 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
     // the record says Delivered, so nothing is sent.
     it.publish("job-deferred", "sig-job-deferred".into()).await;
     it.drained().await;
-    assert_eq!(it.receiver.requests("flaky").len(), 3, "a settled delivery is not repeated");
+    assert_eq!(
+        it.receiver.requests("flaky").len(),
+        3,
+        "a settled delivery is not repeated"
+    );
 
-    let record = it.settled("job-immediate", DeliveryState::NotRequired).await;
+    let record = it
+        .settled("job-immediate", DeliveryState::NotRequired)
+        .await;
     assert!(record.attempts.is_empty());
     assert!(it.receiver.requests("immediate").is_empty());
 
     it.settled("job-orphan", DeliveryState::Delivered).await;
     assert_eq!(it.receiver.requests("orphan").len(), 1);
-    let claimed = load::<JobRecord>(&it.topology.jobs, "job", "job-orphan").await.unwrap().value.unwrap();
-    assert_eq!(claimed.reply, Some(Reply::Deferred), "the notifier claimed the unanswered job");
+    let claimed = load::<JobRecord>(&it.topology.jobs, "job", "job-orphan")
+        .await
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(
+        claimed.reply,
+        Some(Reply::Deferred),
+        "the notifier claimed the unanswered job"
+    );
 
     it.settled("job-late-200", DeliveryState::NotRequired).await;
     assert!(it.receiver.requests("late-200").is_empty());
@@ -214,14 +301,16 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
 
     // 410 Gone: no retries, dead-lettered.
     it.receiver.script("gone", 1, 410);
-    it.job("job-gone", Some("gone"), Some(Reply::Deferred), now()).await;
+    it.job("job-gone", Some("gone"), Some(Reply::Deferred), now())
+        .await;
     let record = it.settled("job-gone", DeliveryState::Failed).await;
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(record.attempts[0].status, Some(410));
 
     // Always 500: the whole schedule (4 attempts), then dead-lettered.
     it.receiver.script("down", usize::MAX, 500);
-    it.job("job-down", Some("down"), Some(Reply::Deferred), now()).await;
+    it.job("job-down", Some("down"), Some(Reply::Deferred), now())
+        .await;
     let record = it.settled("job-down", DeliveryState::Failed).await;
     assert_eq!(record.attempts.len(), 4);
     assert_eq!(it.receiver.requests("down").len(), 4);
@@ -235,31 +324,53 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
         created_at: now(),
         reply: Some(Reply::Deferred),
     };
-    save(&it.topology.jobs, "job-refused", &refused, 0).await.unwrap();
+    save(&it.topology.jobs, "job-refused", &refused, 0)
+        .await
+        .unwrap();
     it.publish("job-refused", "sig".into()).await;
     let record = it.settled("job-refused", DeliveryState::Failed).await;
     assert_eq!(record.attempts.len(), 1);
     let error = record.attempts[0].error.clone().unwrap_or_default();
-    assert!(error.starts_with("refused target:") && error.contains("private"), "{error}");
+    assert!(
+        error.starts_with("refused target:") && error.contains("private"),
+        "{error}"
+    );
 
     // The dead letters carry what an operator needs.
     let letters = dead_letters(&it.topology, 3).await;
     let gone = letters.get("job-gone").unwrap();
-    assert_eq!(gone.webhook_url.as_deref(), Some(it.receiver.url("gone").as_str()));
+    assert_eq!(
+        gone.webhook_url.as_deref(),
+        Some(it.receiver.url("gone").as_str())
+    );
     assert_eq!(gone.request_id, "req-job-gone");
     assert_eq!(gone.attempts.len(), 1);
     assert_eq!(gone.payload.data.id, "job-gone");
     assert!(gone.last_error.as_deref().unwrap_or("").contains("410"));
     assert_eq!(letters.get("job-down").unwrap().attempts.len(), 4);
-    assert!(letters.get("job-refused").unwrap().last_error.as_deref().unwrap_or("").contains("refused target"));
+    assert!(
+        letters
+            .get("job-refused")
+            .unwrap()
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("refused target")
+    );
 
     // The receiver is back: an operator redrives the 410 one.
-    assert_eq!(notifier::redrive(&it.topology, gone).await.unwrap(), Redriven::Requeued);
+    assert_eq!(
+        notifier::redrive(&it.topology, gone).await.unwrap(),
+        Redriven::Requeued
+    );
     let record = it.settled("job-gone", DeliveryState::Delivered).await;
     assert_eq!(record.attempts.len(), 1);
     assert_eq!(it.receiver.requests("gone").len(), 2);
     // A second redrive of a delivered job does nothing.
-    assert_eq!(notifier::redrive(&it.topology, gone).await.unwrap(), Redriven::NotFailed(DeliveryState::Delivered));
+    assert_eq!(
+        notifier::redrive(&it.topology, gone).await.unwrap(),
+        Redriven::NotFailed(DeliveryState::Delivered)
+    );
 
     it.stop().await;
 }
@@ -279,7 +390,8 @@ async fn dead_letters(topology: &Topology, count: u64) -> HashMap<String, DeadLe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_resume_after_a_nats_server_restart() {
     let mut it = Harness::start().await;
-    it.job("job-before", Some("before"), Some(Reply::Deferred), now()).await;
+    it.job("job-before", Some("before"), Some(Reply::Deferred), now())
+        .await;
     it.settled("job-before", DeliveryState::Delivered).await;
 
     it.nats.restart().await;
@@ -293,10 +405,14 @@ async fn deliveries_resume_after_a_nats_server_restart() {
         reply: Some(Reply::Deferred),
     };
     let jobs = it.topology.jobs.clone();
-    eventually("the job record to be stored after the restart", WAIT, || {
-        let (jobs, record) = (jobs.clone(), record.clone());
-        async move { save(&jobs, "job-after", &record, 0).await.ok() }
-    })
+    eventually(
+        "the job record to be stored after the restart",
+        WAIT,
+        || {
+            let (jobs, record) = (jobs.clone(), record.clone());
+            async move { save(&jobs, "job-after", &record, 0).await.ok() }
+        },
+    )
     .await;
     it.publish("job-after", "sig-job-after".into()).await;
 
@@ -306,9 +422,23 @@ async fn deliveries_resume_after_a_nats_server_restart() {
 
     // The consumer disappears (an operator deleted it, or a server lost it):
     // the notifier recreates it and carries on.
-    let events = it.topology.js.get_stream(wire_contract::names::EVENTS_STREAM).await.unwrap();
-    events.delete_consumer(wire_contract::names::NOTIFIER_CONSUMER).await.unwrap();
-    it.job("job-recreated", Some("recreated"), Some(Reply::Deferred), now()).await;
+    let events = it
+        .topology
+        .js
+        .get_stream(wire_contract::names::EVENTS_STREAM)
+        .await
+        .unwrap();
+    events
+        .delete_consumer(wire_contract::names::NOTIFIER_CONSUMER)
+        .await
+        .unwrap();
+    it.job(
+        "job-recreated",
+        Some("recreated"),
+        Some(Reply::Deferred),
+        now(),
+    )
+    .await;
     it.settled("job-recreated", DeliveryState::Delivered).await;
     assert_eq!(it.receiver.requests("recreated").len(), 1);
 
@@ -320,28 +450,70 @@ async fn deliveries_resume_after_a_nats_server_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_hands_back_deliveries_that_outlast_the_drain() {
+async fn a_slow_receiver_holds_no_one_up_and_shutdown_hands_its_work_back() {
     let mut it = Harness::start_with(&[("NOTIFIER_DRAIN_TIMEOUT", "200ms")]).await;
     it.receiver.slow("stuck", Duration::from_secs(30));
-    it.job("job-stuck", Some("stuck"), Some(Reply::Deferred), now()).await;
+    let stuck: Vec<String> = (0..5).map(|i| format!("job-stuck-{i}")).collect();
+    for id in &stuck {
+        it.job(id, Some("stuck"), Some(Reply::Deferred), now())
+            .await;
+    }
+    // Four in flight to the slow host (the per-host bound), the fifth waits.
     let receiver = &it.receiver;
-    eventually("the attempt to start", WAIT, || async move {
-        (!receiver.requests("stuck").is_empty()).then_some(())
+    eventually("four requests to the slow receiver", WAIT, || async move {
+        (receiver.requests("stuck").len() == 4).then_some(())
     })
     .await;
 
-    let js = it.topology.js.clone();
-    let deliveries = it.topology.deliveries.clone();
+    // Another receiver (another host:port) is served meanwhile.
+    let other = Receiver::start().await;
+    let fast = JobRecord {
+        id: "job-fast".into(),
+        message: "message of job-fast".into(),
+        webhook_url: Some(other.url("fast")),
+        request_id: "req-job-fast".into(),
+        created_at: now(),
+        reply: Some(Reply::Deferred),
+    };
+    save(&it.topology.jobs, "job-fast", &fast, 0).await.unwrap();
+    it.publish("job-fast", "sig".into()).await;
+    it.settled("job-fast", DeliveryState::Delivered).await;
+    assert_eq!(
+        it.receiver.requests("stuck").len(),
+        4,
+        "the per-host bound held"
+    );
+
     let started = std::time::Instant::now();
     it.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "shutdown is bounded by the drain timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown is bounded by the drain timeout"
+    );
+    // No attempt was recorded for the interrupted requests...
+    for id in &stuck {
+        let record = load::<DeliveryRecord>(&it.topology.deliveries, "delivery", id)
+            .await
+            .unwrap();
+        assert!(record.value.is_none(), "{id}");
+    }
 
-    // The message was NAKed back (not left to the 60 s ack wait), and no
-    // attempt was recorded for the interrupted request.
-    let stream = js.get_stream(wire_contract::names::EVENTS_STREAM).await.unwrap();
-    let info = stream.consumer_info(wire_contract::names::NOTIFIER_CONSUMER).await.unwrap();
-    assert_eq!(info.num_ack_pending, 0, "handed back, not held");
-    assert_eq!(stream.get_info().await.unwrap().state.messages, 1, "still in the work queue");
-    let record = load::<DeliveryRecord>(&deliveries, "delivery", "job-stuck").await.unwrap();
-    assert!(record.value.is_none());
+    // ...and the messages were handed back (NAKed), not left to the 60 s ack
+    // wait: another notifier takes them at once.
+    it.receiver.slow("stuck", Duration::ZERO);
+    it.shutdown = CancellationToken::new();
+    it.run = tokio::spawn(notifier::run(
+        it.config.clone(),
+        it.topology.clone(),
+        it.shutdown.clone(),
+    ));
+    let started = std::time::Instant::now();
+    for id in &stuck {
+        it.settled(id, DeliveryState::Delivered).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "redelivered well before the ack wait"
+    );
+    it.stop().await;
 }

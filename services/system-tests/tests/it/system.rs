@@ -54,6 +54,7 @@ pub async fn spawn_system(opts: Options) -> System {
     let sim_port = free_port();
     let api_port = free_port();
     let signer_port = free_port();
+    let notifier_port = free_port();
     let store = dir.0.join("jetstream");
     let nats = Proc::start(
         "nats",
@@ -117,6 +118,7 @@ pub async fn spawn_system(opts: Options) -> System {
             ("WEBHOOK_RETRY_JITTER", "0".into()),
             ("WEBHOOK_TIMEOUT", "2s".into()),
             ("REPLY_GRACE", "3s".into()),
+            ("NOTIFIER_HEALTH_ADDR", format!("127.0.0.1:{notifier_port}")),
         ]),
         &dir.0,
     );
