@@ -177,3 +177,25 @@ async fn bad_input_gets_problem_json_and_the_service_keeps_serving() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(!sys.api.exited());
 }
+
+#[tokio::test]
+async fn three_signer_replicas_share_one_budget_and_survive_losing_one() {
+    let mut sys = spawn_system(Options { signers: 3, ..Options::default() }).await;
+    let answers = burst(&sys, &messages("replicas", 60)).await;
+    // Crash one replica mid-burst: its leased messages come back when the
+    // lease (call timeout + 5 s) runs out.
+    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 10).await;
+    sys.replicas[0].kill9();
+    let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    eprintln!("3 replicas, one killed: audit {audit}");
+    assert!(audit["max_in_window"].as_u64().unwrap_or(99) <= 10, "{audit}");
+    // No message was signed twice: replicas never duplicated work.
+    let mut signed: std::collections::BTreeMap<String, usize> = Default::default();
+    for call in sys.audit_calls().await {
+        if call["status"] == 200 {
+            *signed.entry(call["message"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(signed.len(), 60);
+    assert!(signed.values().all(|n| *n == 1), "a message was signed twice: {signed:?}");
+}

@@ -17,11 +17,13 @@ pub struct Options {
     pub limit: u32,
     /// The window.
     pub window: Duration,
+    /// Signer processes sharing the one budget.
+    pub signers: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3) }
+        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1 }
     }
 }
 
@@ -30,6 +32,8 @@ pub struct System {
     pub nats: Proc,
     pub sim: Proc,
     pub signer: Proc,
+    /// Further signer replicas (`Options::signers - 1`).
+    pub replicas: Vec<Proc>,
     pub notifier: Proc,
     pub api: Proc,
     /// `http://127.0.0.1:<port>` of the api.
@@ -93,21 +97,28 @@ pub async fn spawn_system(opts: Options) -> System {
         e.extend(env(extra));
         e
     };
-    let signer = Proc::start(
-        "signer",
-        bin("signer"),
-        &[],
-        common(&[
-            ("UPSTREAM_URL", sim_url.clone()),
-            ("UPSTREAM_API_KEY", "test-key".into()),
-            ("UPSTREAM_RATE_MARGIN", "300ms".into()),
-            ("UPSTREAM_TIMEOUT", "2s".into()),
-            ("RETRY_MIN_BACKOFF", "500ms".into()),
-            ("AUTH_RETRY_INTERVAL", "2s".into()),
-            ("SIGNER_HEALTH_ADDR", format!("127.0.0.1:{signer_port}")),
-        ]),
-        &dir.0,
-    );
+    let start_signer = |name: &str, health_port: u16| {
+        Proc::start(
+            name,
+            bin("signer"),
+            &[],
+            common(&[
+                ("UPSTREAM_URL", sim_url.clone()),
+                ("UPSTREAM_API_KEY", "test-key".into()),
+                ("UPSTREAM_RATE_MARGIN", "300ms".into()),
+                ("UPSTREAM_TIMEOUT", "2s".into()),
+                ("RETRY_MIN_BACKOFF", "500ms".into()),
+                ("RETRY_SETTLE", "5s".into()),
+                ("AUTH_RETRY_INTERVAL", "2s".into()),
+                ("SIGNER_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
+                ("SIGNER_ID", name.to_owned()),
+            ]),
+            &dir.0,
+        )
+    };
+    let signer = start_signer("signer", signer_port);
+    let replicas: Vec<Proc> =
+        (1..opts.signers.max(1)).map(|i| start_signer(&format!("signer-{i}"), free_port())).collect();
     let notifier = Proc::start(
         "notifier",
         bin("notifier"),
@@ -130,7 +141,7 @@ pub async fn spawn_system(opts: Options) -> System {
     wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
     wait_for_ok(&http, &signer_health, "signer").await;
     let receiver = Receiver::start().await;
-    System { nats, sim, signer, notifier, api, api_url, sim_url, signer_health, receiver, http, nats_port, _dir: dir }
+    System { nats, sim, signer, replicas, notifier, api, api_url, sim_url, signer_health, receiver, http, nats_port, _dir: dir }
 }
 
 impl System {
