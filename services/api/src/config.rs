@@ -24,6 +24,9 @@ pub struct Config {
     pub rate_limit: u32,
     /// The upstream's window, for `Retry-After` estimates.
     pub rate_window: Duration,
+    /// New messages are refused (503) when the backlog could not be
+    /// cleared within this long: better no promise than a broken one.
+    pub backlog_horizon: Duration,
 }
 
 /// A variable that is set but invalid.
@@ -68,6 +71,7 @@ impl Config {
             public_base_url: get("PUBLIC_BASE_URL").filter(|s| !s.is_empty()).map(|s| s.trim_end_matches('/').to_owned()),
             rate_limit: text("UPSTREAM_RATE_LIMIT", "10").parse().map_err(|e| err("UPSTREAM_RATE_LIMIT", e))?,
             rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
+            backlog_horizon: duration("BACKLOG_HORIZON", "24h")?,
         };
         if config.sign_wait > MAX_SIGN_WAIT {
             return Err(err("SIGN_WAIT", "must be at most 1800ms so answers come within 2 s"));

@@ -4,6 +4,7 @@
 //! sign request to JetStream, waits briefly for the signer's result and
 //! answers 200 (signature) or 202 (status URL; a webhook follows).
 
+pub mod backlog;
 pub mod config;
 pub mod input;
 pub mod jobs;
@@ -55,7 +56,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let results = results_watch::spawn(topo.results.clone(), shutdown.clone());
+    let work = Arc::new(wire_contract::mirror::Mirror::default());
+    {
+        let (work, store, shutdown) = (Arc::clone(&work), topo.work.clone(), shutdown.clone());
+        tokio::spawn(async move { work.follow(store, "work item", shutdown).await });
+    }
     let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
-    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results };
+    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default() };
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

@@ -37,6 +37,16 @@ pub enum ApiError {
         /// The upstream's reason.
         reason: String,
     },
+    /// The backlog cannot be cleared within the promised horizon.
+    #[error("the signing backlog would take {clear_in_secs} s to clear, over the {horizon_secs} s this service promises; retry later")]
+    Overloaded {
+        /// Estimated time to clear, with this message.
+        clear_in_secs: u64,
+        /// The configured horizon.
+        horizon_secs: u64,
+        /// Seconds until asking again is worth it.
+        retry_after: u64,
+    },
     /// We cannot accept work right now (the broker is unreachable).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -54,6 +64,7 @@ impl ApiError {
             ApiError::MessageTooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message-too-long", "Message too long"),
             ApiError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown-job", "Unknown job"),
             ApiError::SigningFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "signing-failed", "The upstream refused to sign this message"),
+            ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backlog-full", "Backlog full"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable"),
         }
     }
@@ -81,8 +92,14 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, body.to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::Overloaded { retry_after, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         response
     }

@@ -6,6 +6,7 @@
 //! notifier reads (or, if the api died, claims) that same field, so a
 //! signature landing at the deadline cannot produce both or neither.
 
+use crate::backlog::{Estimate, Pace, Pending};
 use crate::input::{self, SignInput};
 use crate::problem::ApiError;
 use crate::request_id::RequestId;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 use wire_contract::messages::{Outcome, SignRequestV1};
-use wire_contract::records::{JobRecord, Reply, ResultRecord};
+use wire_contract::records::{JobRecord, LimiterState, Reply, ResultRecord};
 use wire_contract::time::{Clock, SystemClock};
 use wire_contract::{MessageKey, RecordError, load, names, publish_once, save};
 
@@ -86,6 +87,7 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
         return answer_now(&job_id, &input.message, result);
     }
 
+    let expect = expectations(&state, key.as_str(), accept_by).await?;
     let request = SignRequestV1 { job_id: job_id.clone(), message: input.message.clone() };
     let accepted = timeout_at(accept_by, async {
         save(&state.topo.jobs, &job_id, &job, 0).await.map_err(|e| e.to_string())?;
@@ -101,7 +103,11 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
     }
     tracing::info!(job_id, message_key = %key, "job accepted");
 
-    let deadline = received + state.config.sign_wait;
+    let mut deadline = received + state.config.sign_wait;
+    if expect.is_some_and(|e| Instant::now() + e.first_call_in > deadline) {
+        // No call slot can produce the result in time: answer now.
+        deadline = Instant::now();
+    }
     let mut result = wait_for(&mut landed, key.as_str(), deadline).await;
     if result.is_none() {
         // The watch may have missed it (e.g. across a broker restart).
@@ -127,7 +133,42 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
             }
         }
     }
-    Ok(pending(&state, &job_id, &input))
+    Ok(pending(&state, &job_id, &input, expect))
+}
+
+/// Expectations for a new message, or `None` when it is already queued or
+/// the budget cannot be read in time (no estimate, no refusal).
+/// Refuses (503) when the backlog could not be cleared within the horizon.
+async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option<Estimate>, ApiError> {
+    const UNSEEN_FOR: Duration = Duration::from_secs(10);
+    let counts = {
+        let items = state.work.items();
+        if items.contains_key(key) {
+            return Ok(None);
+        }
+        let mut recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|_, at| at.elapsed() < UNSEEN_FOR);
+        let unseen = recent.keys().filter(|k| k.as_str() != key && !items.contains_key(*k)).count();
+        recent.insert(key.to_owned(), std::time::Instant::now());
+        let untried = items.values().filter(|w| w.attempts == 0).count() + unseen;
+        Pending { untried, retrying: items.len() + unseen - untried }
+    };
+    let calls = match timeout_at(by, load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY)).await {
+        Ok(Ok(v)) => v.value.unwrap_or_default().calls,
+        _ => return Ok(None),
+    };
+    let pace = Pace { limit: state.config.rate_limit, window: state.config.rate_window };
+    let estimate = pace.estimate(SystemClock.now(), &calls, counts);
+    let horizon = state.config.backlog_horizon;
+    if estimate.clear_in > horizon {
+        let over = (estimate.clear_in - horizon).as_secs().max(1);
+        return Err(ApiError::Overloaded {
+            clear_in_secs: estimate.clear_in.as_secs(),
+            horizon_secs: horizon.as_secs(),
+            retry_after: over.min(3600),
+        });
+    }
+    Ok(Some(estimate))
 }
 
 /// Wait until `deadline` for `key`'s result to land.
@@ -195,9 +236,14 @@ pub fn status_url(state: &AppState, job_id: &str) -> String {
     }
 }
 
-fn pending(state: &AppState, job_id: &str, input: &SignInput) -> Response {
+fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Estimate>) -> Response {
     let url = status_url(state, job_id);
-    let retry_after = retry_after_secs(state);
+    // Worth asking again once the first call has had time to land.
+    let retry_after = match expect {
+        Some(e) => e.first_call_in.as_secs() + retry_after_secs(state),
+        None => retry_after_secs(state),
+    };
+    let first_call_at = expect.map(|e| SystemClock.now().plus(e.first_call_in).to_rfc3339());
     let body = json!({
         "id": job_id,
         "status": "pending",
@@ -205,6 +251,7 @@ fn pending(state: &AppState, job_id: &str, input: &SignInput) -> Response {
         "status_url": url,
         "webhook_url": input.webhook_url,
         "retry_after_seconds": retry_after,
+        "estimated_first_call_at": first_call_at,
     });
     let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&url) {

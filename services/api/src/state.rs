@@ -6,6 +6,8 @@ use crate::results_watch::Landed;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use wire_contract::Topology;
+use wire_contract::mirror::Mirror;
+use wire_contract::records::WorkItem;
 
 /// Handler state (cheap to clone).
 #[derive(Clone)]
@@ -18,4 +20,10 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     /// Results as they land.
     pub results: broadcast::Sender<Landed>,
+    /// Pending work, for estimates and backpressure.
+    pub work: Arc<Mirror<WorkItem>>,
+    /// Messages this replica accepted in the last seconds, which the work
+    /// mirror may not show yet (a burst arrives faster than the signer
+    /// records it): counted so a burst cannot overshoot the horizon.
+    pub recent: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod headers;
 pub mod keys;
 pub mod messages;
+pub mod mirror;
 pub mod names;
 pub mod publish;
 pub mod records;

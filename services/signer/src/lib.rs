@@ -63,7 +63,10 @@ pub async fn run(
         config.upstream_timeout,
         config.auth_retry_interval,
     ));
-    let follow = tokio::spawn(work_view::follow(topo.work.clone(), Arc::clone(&view), shutdown.clone()));
+    let follow = {
+        let (view, store, shutdown) = (Arc::clone(&view), topo.work.clone(), shutdown.clone());
+        tokio::spawn(async move { view.follow(store, "work item", shutdown).await })
+    };
     let ingest = tokio::spawn(ingest::run(topo.clone(), Arc::clone(&view), Arc::clone(&clock), shutdown.clone()));
     let health_task = tokio::spawn(health::serve(health_listener, topo.clone(), health, shutdown.clone()));
     worker.run(shutdown.clone()).await;

@@ -97,7 +97,7 @@ impl Worker {
             let now = self.clock.now();
             let candidates: Vec<Candidate<String>> = {
                 let skip = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                self.view.candidates(&skip)
+                crate::work_view::candidates(&self.view, &skip)
             };
             let admission = match self.budget.admission(now).await {
                 Ok(a) => a,

@@ -199,3 +199,39 @@ async fn three_signer_replicas_share_one_budget_and_survive_losing_one() {
     assert_eq!(signed.len(), 60);
     assert!(signed.values().all(|n| *n == 1), "a message was signed twice: {signed:?}");
 }
+
+#[tokio::test]
+async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures_are_served() {
+    // 10 calls per 3 s clear about 200 calls a minute; a 20 s horizon holds
+    // roughly 60 new messages' worth of calls.
+    let sys = spawn_system(Options { first_try_success: 1.0, backlog_horizon: "20s", ..Options::default() }).await;
+    let known = sign(&sys, "known before the flood").await;
+    assert_eq!(known.status, 200);
+    let flood: Vec<String> = messages("flood", 150);
+    let answers = burst(&sys, &flood).await;
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    let accepted: Vec<_> = answers.iter().filter(|a| a.status == 200 || a.status == 202).cloned().collect();
+    assert!(!refused.is_empty(), "150 new messages exceed a 20 s horizon at 10 calls per 3 s");
+    assert!(accepted.len() >= 40, "the service still takes what it can clear: {} accepted", accepted.len());
+    for r in &refused {
+        assert_eq!(r.content_type, "application/problem+json");
+        assert_eq!(r.body["type"], "/problems/backlog-full", "{}", r.body);
+        assert!(r.retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+        assert!(r.elapsed < Duration::from_secs(2));
+    }
+    // Later 202s promise later first calls than earlier ones.
+    let estimates: Vec<&str> = accepted
+        .iter()
+        .filter(|a| a.status == 202)
+        .filter_map(|a| a.body["estimated_first_call_at"].as_str())
+        .collect();
+    assert!(!estimates.is_empty());
+    // A known signature is still answered at once.
+    let again = sign(&sys, "known before the flood").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    // Everything accepted is delivered; nothing refused is.
+    all_promises_kept(&sys, &accepted, Deliveries::ExactlyOnce).await;
+    let ids: std::collections::BTreeSet<String> =
+        sys.receiver.deliveries().iter().filter_map(|d| d.body["data"]["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids.len(), accepted.iter().filter(|a| a.status == 202).count());
+}

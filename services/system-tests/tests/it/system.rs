@@ -19,11 +19,13 @@ pub struct Options {
     pub window: Duration,
     /// Signer processes sharing the one budget.
     pub signers: usize,
+    /// The api's `BACKLOG_HORIZON`.
+    pub backlog_horizon: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1 }
+        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1, backlog_horizon: "24h" }
     }
 }
 
@@ -133,7 +135,10 @@ pub async fn spawn_system(opts: Options) -> System {
         ]),
         &dir.0,
     );
-    let api = Proc::start("api", bin("api"), &[], common(&[("API_ADDR", format!("127.0.0.1:{api_port}"))]), &dir.0);
+    let api = Proc::start("api", bin("api"), &[], common(&[
+            ("API_ADDR", format!("127.0.0.1:{api_port}")),
+            ("BACKLOG_HORIZON", opts.backlog_horizon.to_owned()),
+        ]), &dir.0);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let api_url = format!("http://127.0.0.1:{api_port}");
     let signer_health = format!("http://127.0.0.1:{signer_port}/readyz");
