@@ -19,8 +19,15 @@ pub const NOTIFIER_CONSUMER: &str = "notifier";
 
 /// Stream keeping webhook deliveries whose retry schedule ran out.
 pub const DEAD_LETTER_STREAM: &str = "WEBHOOK_DEAD_LETTERS";
-/// Subject of dead-lettered deliveries (an operator can redrive them).
+/// Prefix of dead-lettered deliveries' subjects: each is published on
+/// `webhooks.dead.<job_id>`, so an operator can look one up by job id
+/// (`nats stream get WEBHOOK_DEAD_LETTERS -S webhooks.dead.<job_id>`).
 pub const DEAD_LETTER_SUBJECT: &str = "webhooks.dead";
+/// The dead-letter stream's subjects: every `webhooks.dead.<job_id>`.
+pub const DEAD_LETTER_SUBJECTS: &str = "webhooks.dead.>";
+/// Operators redrive dead letters by request/reply on this subject
+/// (`nats req webhooks.redrive <job-id>` or `… all`); the notifier answers.
+pub const REDRIVE_SUBJECT: &str = "webhooks.redrive";
 
 /// KV bucket: job id -> [`crate::records::JobRecord`].
 pub const JOBS_BUCKET: &str = "sign_jobs";

@@ -140,7 +140,7 @@ fn stream_configs() -> Vec<stream::Config> {
         },
         stream::Config {
             name: names::DEAD_LETTER_STREAM.to_owned(),
-            subjects: vec![names::DEAD_LETTER_SUBJECT.to_owned()],
+            subjects: vec![names::DEAD_LETTER_SUBJECTS.to_owned()],
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             duplicate_window: dedupe,

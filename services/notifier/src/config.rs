@@ -163,8 +163,11 @@ impl Config {
             reply_grace: duration("REPLY_GRACE", "5s")?,
             drain_timeout: duration("NOTIFIER_DRAIN_TIMEOUT", "10s")?,
             health_addr: {
-                let text = get("NOTIFIER_HEALTH_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
-                text.parse().map_err(|_| invalid("NOTIFIER_HEALTH_ADDR", format!("{text:?} is not host:port")))?
+                let text =
+                    get("NOTIFIER_HEALTH_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
+                text.parse().map_err(|_| {
+                    invalid("NOTIFIER_HEALTH_ADDR", format!("{text:?} is not host:port"))
+                })?
             },
             notifier_id: get("NOTIFIER_ID").unwrap_or_else(default_notifier_id),
         })

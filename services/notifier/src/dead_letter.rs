@@ -1,22 +1,27 @@
 //! Deliveries that ran out of retries, kept for an operator.
 //!
-//! A dead letter carries everything needed to understand and re-send the
-//! webhook without the job record (which expires): the event, the payload,
-//! the target, every attempt and the last error. [`redrive`] re-sends one:
-//! it resets the delivery record and publishes the event again, so the normal
-//! pipeline (decision, SSRF check, signing, schedule) runs once more.
+//! A dead letter carries everything needed to understand the failure without
+//! the job record (which expires): the event, the payload, the target, every
+//! attempt and the last error. Each is published on
+//! `webhooks.dead.<job_id>`, so the latest one of a job is a direct get away
+//! (`nats stream get WEBHOOK_DEAD_LETTERS -S webhooks.dead.<job_id>`).
+//! [`redrive`] re-sends one: it resets the delivery record and publishes the
+//! event again, so the normal pipeline (decision, SSRF check, signing,
+//! schedule) runs once more; operators reach it through
+//! [`crate::redrive_service`].
 
 use crate::payload::WebhookPayload;
 use crate::record;
 use async_nats::jetstream::{self, message::PublishMessage};
+use tracing::error;
 use wire_contract::headers::REQUEST_ID;
 use wire_contract::messages::JobEventV1;
 use wire_contract::names::{DEAD_LETTER_SUBJECT, EVENTS_SUBJECT};
-use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState};
-use wire_contract::{RecordError, Topology, UnixMillis, encode, load, save};
+use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState, JobRecord};
+use wire_contract::{RecordError, Topology, UnixMillis, encode, load, remove, save};
 
 /// A webhook that will not be retried any more: published on
-/// [`DEAD_LETTER_SUBJECT`] with `Nats-Msg-Id` = job id.
+/// [`subject`]`(job_id)`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetterV1 {
     /// The job.
@@ -46,7 +51,7 @@ pub enum DeadLetterError {
     #[error("publish to {subject} failed: {source}")]
     Publish {
         /// Subject.
-        subject: &'static str,
+        subject: String,
         /// Cause.
         #[source]
         source: async_nats::Error,
@@ -56,7 +61,18 @@ pub enum DeadLetterError {
     Record(#[from] RecordError),
 }
 
-/// Publish `letter` (deduplicated on the job id).
+/// The subject of `job_id`'s dead letters: `webhooks.dead.<job_id>`. Job ids
+/// are KV keys, whose alphabet is a subset of what a subject allows.
+pub fn subject(job_id: &str) -> String {
+    format!("{DEAD_LETTER_SUBJECT}.{job_id}")
+}
+
+/// Publish `letter`, written when the delivery record was at `revision`.
+///
+/// The dedupe id is `<job_id>.<revision>`: a crash before the record says
+/// Failed repeats the attempt from the same revision, and its letter is
+/// dropped as a duplicate; a job that fails again after a redrive does so
+/// from a later revision, and that letter is kept.
 ///
 /// # Errors
 ///
@@ -64,12 +80,13 @@ pub enum DeadLetterError {
 pub async fn publish(
     js: &jetstream::Context,
     letter: &DeadLetterV1,
+    revision: u64,
 ) -> Result<(), DeadLetterError> {
     let message = PublishMessage::build()
         .payload(encode(letter))
-        .message_id(&letter.job_id)
+        .message_id(format!("{}.{revision}", letter.job_id))
         .header(REQUEST_ID, letter.request_id.as_str());
-    send(js, DEAD_LETTER_SUBJECT, message).await
+    send(js, subject(&letter.job_id), message).await
 }
 
 /// What [`redrive`] did.
@@ -80,49 +97,89 @@ pub enum Redriven {
     /// The delivery is not failed (delivered meanwhile, or already
     /// redriven): nothing was done.
     NotFailed(DeliveryState),
+    /// The job record has expired: the notifier could not deliver the
+    /// event any more, so nothing was done.
+    JobMissing,
 }
 
 /// Re-send a dead-lettered webhook: reset its delivery record (from `Failed`
 /// to a fresh `Pending`, so the whole schedule applies again) and publish its
 /// event to the notifier once more. The job record must still exist (it is
-/// kept for [`wire_contract::topology::JOB_RETENTION`]); otherwise the
-/// notifier acks the event with a warning.
+/// kept for [`wire_contract::topology::JOB_RETENTION`]): the notifier needs
+/// it to deliver, so without it nothing is done ([`Redriven::JobMissing`]).
+///
+/// Safe to call concurrently and repeatedly: the reset is a compare-and-set
+/// from `Failed`, so only one caller requeues.
 ///
 /// # Errors
 ///
-/// [`DeadLetterError`] if the record cannot be reset or the publish fails.
+/// [`DeadLetterError`] if the record cannot be reset or the publish fails
+/// (the record is then put back to what it was, so a later redrive can
+/// succeed).
 pub async fn redrive(
     topology: &Topology,
     letter: &DeadLetterV1,
 ) -> Result<Redriven, DeadLetterError> {
-    let current =
-        load::<DeliveryRecord>(&topology.deliveries, record::WHAT, &letter.job_id).await?;
-    let revision = match &current.value {
-        Some(r) if r.state != DeliveryState::Failed => return Ok(Redriven::NotFailed(r.state)),
-        _ => current.revision,
-    };
+    let id = letter.job_id.as_str();
+    let (job, current) = tokio::try_join!(
+        load::<JobRecord>(&topology.jobs, "job record", id),
+        load::<DeliveryRecord>(&topology.deliveries, record::WHAT, id),
+    )?;
+    if let Some(r) = &current.value
+        && r.state != DeliveryState::Failed
+    {
+        return Ok(Redriven::NotFailed(r.state));
+    }
+    if job.value.is_none() {
+        return Ok(Redriven::JobMissing);
+    }
     let fresh = DeliveryRecord {
         state: DeliveryState::Pending,
         attempts: vec![],
         next_attempt_at: None,
     };
-    let new_revision = save(&topology.deliveries, &letter.job_id, &fresh, revision).await?;
+    let new_revision = match save(&topology.deliveries, id, &fresh, current.revision).await {
+        Ok(revision) => revision,
+        // Somebody else redrove it first.
+        Err(RecordError::Conflict) => {
+            let now = load::<DeliveryRecord>(&topology.deliveries, record::WHAT, id).await?;
+            let state = now.value.map_or(DeliveryState::Pending, |r| r.state);
+            return Ok(Redriven::NotFailed(state));
+        }
+        Err(err) => return Err(err.into()),
+    };
     // A new id per redrive, so JetStream's duplicate window does not drop it.
     let message = PublishMessage::build()
         .payload(encode(&letter.event))
-        .message_id(format!("{}.redrive.{new_revision}", letter.job_id))
+        .message_id(format!("{id}.redrive.{new_revision}"))
         .header(REQUEST_ID, letter.request_id.as_str());
-    send(&topology.js, EVENTS_SUBJECT, message).await?;
+    if let Err(err) = send(&topology.js, EVENTS_SUBJECT.to_owned(), message).await {
+        // Without its event a Pending record would never move again (and
+        // could not be redriven): put the old one back.
+        let restored = match &current.value {
+            Some(old) => save(&topology.deliveries, id, old, new_revision)
+                .await
+                .map(|_| ()),
+            None => remove(&topology.deliveries, id, new_revision).await,
+        };
+        if let Err(restore) = restored {
+            error!(job_id = id, error = %restore, "redrive: could not restore the record");
+        }
+        return Err(err);
+    }
     Ok(Redriven::Requeued)
 }
 
 async fn send(
     js: &jetstream::Context,
-    subject: &'static str,
+    subject: String,
     message: PublishMessage,
 ) -> Result<(), DeadLetterError> {
-    let fail = |source: async_nats::Error| DeadLetterError::Publish { subject, source };
-    js.send_publish(subject, message)
+    let fail = |source: async_nats::Error| DeadLetterError::Publish {
+        subject: subject.clone(),
+        source,
+    };
+    js.send_publish(subject.clone(), message)
         .await
         .map_err(|e| fail(e.into()))?
         .await

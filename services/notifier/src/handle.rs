@@ -239,7 +239,9 @@ async fn deliver(
             failed_at: finished,
             notifier_id: shared.config.notifier_id.clone(),
         };
-        if let Err(err) = dead_letter::publish(&shared.topology.js, &letter).await {
+        if let Err(err) =
+            dead_letter::publish(&shared.topology.js, &letter, delivery.revision).await
+        {
             warn!(error = %err, "could not dead-letter the webhook; will try again");
             return Disposition::Nak(NATS_RETRY);
         }

@@ -9,6 +9,10 @@
 //! (see [`decision`]): a caller answered 200 never gets one, a caller
 //! answered 202 always does.
 //!
+//! Deliveries that run out of retries are dead-lettered ([`dead_letter`]);
+//! operators redrive them with `nats req webhooks.redrive <job-id>`
+//! ([`redrive_service`]).
+//!
 //! Layout: [`decision`] and [`retry`] are pure; [`handle`] and [`consumer`]
 //! are the shell that does NATS and HTTP ([`deliver`]).
 
@@ -21,6 +25,7 @@ pub mod handle;
 pub mod limits;
 pub mod payload;
 pub mod record;
+pub mod redrive_service;
 pub mod resolver;
 pub mod retry;
 pub mod signing;
@@ -45,9 +50,11 @@ pub enum Error {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// Deliver webhooks until `shutdown` is cancelled, then drain and return.
+/// Deliver webhooks and answer redrive requests until `shutdown` is
+/// cancelled, then drain and return.
 ///
-/// NATS errors are not fatal: the consumer is recreated with backoff.
+/// NATS errors are not fatal: the consumer and the redrive subscription are
+/// recreated with backoff.
 ///
 /// # Errors
 ///
@@ -72,6 +79,7 @@ pub async fn run(
         );
     }
     let sender = deliver::Sender::new(&config)?;
+    let redrives = redrive_service::serve(topology.clone(), shutdown.clone());
     let shared = Arc::new(Shared {
         hosts: limits::HostLimits::new(config.per_host_concurrency),
         global: Semaphore::new(config.concurrency),
@@ -81,6 +89,6 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         hand_back: CancellationToken::new(),
     });
-    consumer::consume(shared, shutdown).await;
+    tokio::join!(consumer::consume(shared, shutdown), redrives);
     Ok(())
 }

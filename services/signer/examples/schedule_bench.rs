@@ -5,124 +5,22 @@
 //! sleeping, over many seeds, and prints a table beside baselines measured in
 //! the same run. Run: `cargo run --release -p signer --example schedule_bench`.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use signer::limiter::{Admission, Budget};
-use signer::scheduler::{self, Candidate, Next, RetryPolicy};
+use signer::scheduler::RetryPolicy;
+use signer::simulation::{Model, Msg, Policy, Signer, simulate};
 use std::time::Duration;
-use wire_contract::UnixMillis;
 
 const WINDOW: Duration = Duration::from_secs(60);
 const LIMIT: u32 = 10;
 const SEEDS: u64 = 200;
-
-/// The upstream: first try succeeds with `p_first`; a message that fails is
-/// degraded for a duration drawn uniformly in `degraded`.
-#[derive(Clone, Copy)]
-struct Model {
-    name: &'static str,
-    p_first: f64,
-    degraded: (u64, u64),
-    /// Messages and the gap between arrivals (0: one burst).
-    messages: usize,
-    arrival_gap_ms: u64,
-}
+const BUDGET: Budget = Budget { limit: LIMIT, window: WINDOW, margin: Duration::ZERO };
 
 const MODELS: [Model; 4] = [
-    Model { name: "real API (p=.5, 1-5 min), burst 60", p_first: 0.5, degraded: (60_000, 300_000), messages: 60, arrival_gap_ms: 0 },
-    Model { name: "short degradation (10-60 s), burst 60", p_first: 0.5, degraded: (10_000, 60_000), messages: 60, arrival_gap_ms: 0 },
-    Model { name: "long degradation (5-15 min), burst 60", p_first: 0.5, degraded: (300_000, 900_000), messages: 60, arrival_gap_ms: 0 },
-    Model { name: "sustained 20/min for 10 min (real API)", p_first: 0.5, degraded: (60_000, 300_000), messages: 200, arrival_gap_ms: 3_000 },
+    Model { name: "real API (p=.5, 1-5 min), burst 60", p_first: 0.5, degraded: (60_000, 300_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
+    Model { name: "short degradation (10-60 s), burst 60", p_first: 0.5, degraded: (10_000, 60_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
+    Model { name: "long degradation (5-15 min), burst 60", p_first: 0.5, degraded: (300_000, 900_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
+    Model { name: "sustained 20/min for 10 min (real API)", p_first: 0.5, degraded: (60_000, 300_000), messages: 200, arrival_gap_ms: 3_000, budget: BUDGET },
 ];
-
-/// One message's truth (hidden from policies) and history.
-#[derive(Clone)]
-struct Msg {
-    arrival: u64,
-    first_ok: bool,
-    degraded_for: u64,
-    degraded_until: Option<u64>,
-    attempts: u32,
-    first_attempt: Option<u64>,
-    last_attempt: Option<u64>,
-    done_at: Option<u64>,
-}
-
-impl Msg {
-    /// Call the upstream at `now`; true if signed.
-    fn call(&mut self, now: u64) -> bool {
-        self.attempts += 1;
-        self.first_attempt.get_or_insert(now);
-        self.last_attempt = Some(now);
-        let ok = match self.degraded_until {
-            None if self.attempts == 1 && self.first_ok => true,
-            None => {
-                self.degraded_until = Some(now + self.degraded_for);
-                false
-            }
-            Some(until) => now >= until,
-        };
-        if ok {
-            self.done_at = Some(now);
-        }
-        ok
-    }
-}
-
-fn workload(model: &Model, seed: u64) -> Vec<Msg> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..model.messages)
-        .map(|i| Msg {
-            arrival: i as u64 * model.arrival_gap_ms,
-            first_ok: rng.gen_bool(model.p_first),
-            degraded_for: rng.gen_range(model.degraded.0..=model.degraded.1),
-            degraded_until: None,
-            attempts: 0,
-            first_attempt: None,
-            last_attempt: None,
-            done_at: None,
-        })
-        .collect()
-}
-
-/// A scheduling policy: given `now` and the messages, call one or wait.
-trait Policy {
-    fn name(&self) -> String;
-    /// Index to call now, or the instant to think again (None: next arrival).
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>>;
-}
-
-/// The signer's scheduler, exactly as the service runs it.
-struct Signer(RetryPolicy);
-
-impl Policy for Signer {
-    fn name(&self) -> String {
-        if self.0 == RetryPolicy::default() {
-            "signer scheduler (defaults)".into()
-        } else {
-            format!("signer, backoff {}s settle {}s spec {}", self.0.min_backoff.as_secs(), self.0.settle.as_secs(), self.0.speculate)
-        }
-    }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
-        let candidates: Vec<Candidate<usize>> = msgs
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.done_at.is_none() && m.arrival <= now)
-            .map(|(i, m)| Candidate {
-                key: i,
-                attempts: m.attempts,
-                first_seen: UnixMillis(m.arrival),
-                first_attempt: m.first_attempt.map(UnixMillis),
-                last_attempt: m.last_attempt.map(UnixMillis),
-                leased_until: None,
-            })
-            .collect();
-        match scheduler::next(UnixMillis(now), &candidates, admission, &self.0, None) {
-            Next::Call(i) => Ok(i),
-            Next::Idle { until } => Err(until.map(|u| u.0)),
-        }
-    }
-}
 
 /// Not a baseline but a yardstick: knows when each message recovers and
 /// never wastes a call (unrealisable; shows how much room is left).
@@ -219,73 +117,6 @@ impl Policy for RoundRobin {
         }
         Err(None)
     }
-}
-
-struct Run {
-    drain_ms: u64,
-    bound_ms: u64,
-    calls: u64,
-    latencies: Vec<u64>,
-}
-
-/// The earliest the last call could happen if no call were wasted: one call
-/// per message plus one per failed first try, each in the earliest slot
-/// the window allows, and none before its message arrives.
-fn budget_bound(msgs: &[Msg]) -> u64 {
-    let mut needs: Vec<u64> = Vec::new();
-    for m in msgs {
-        needs.push(m.arrival);
-        if !m.first_ok {
-            needs.push(m.arrival);
-        }
-    }
-    needs.sort_unstable();
-    let budget = Budget { limit: LIMIT, window: WINDOW, margin: Duration::ZERO };
-    let mut calls: Vec<UnixMillis> = Vec::new();
-    let mut last = 0;
-    for ready in needs {
-        let mut t = UnixMillis(ready.max(last));
-        if let Admission::At(at) = budget.admit(t, &calls) {
-            t = at;
-        }
-        calls = budget.record(t, &calls);
-        last = t.0;
-    }
-    last
-}
-
-fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
-    let mut msgs = workload(model, seed);
-    let bound_ms = budget_bound(&msgs);
-    let budget = Budget { limit: LIMIT, window: WINDOW, margin: Duration::ZERO };
-    let mut calls: Vec<UnixMillis> = Vec::new();
-    let mut now = 0u64;
-    let mut total_calls = 0u64;
-    let horizon = 24 * 3600 * 1000;
-    while msgs.iter().any(|m| m.done_at.is_none()) && now < horizon {
-        let admission = budget.admit(UnixMillis(now), &calls);
-        match policy.decide(now, &msgs, admission) {
-            Ok(i) => {
-                assert!(matches!(admission, Admission::Now), "{} called over budget", policy.name());
-                calls = budget.record(UnixMillis(now), &calls);
-                total_calls += 1;
-                msgs[i].call(now);
-            }
-            Err(until) => {
-                let next_arrival = msgs.iter().map(|m| m.arrival).filter(|a| *a > now).min();
-                let wake = match (until, next_arrival) {
-                    (Some(u), Some(a)) => u.min(a),
-                    (Some(u), None) => u,
-                    (None, Some(a)) => a,
-                    (None, None) => horizon,
-                };
-                now = wake.max(now + 1);
-            }
-        }
-    }
-    let drain_ms = msgs.iter().filter_map(|m| m.done_at).max().unwrap_or(now);
-    let latencies = msgs.iter().map(|m| m.done_at.unwrap_or(horizon) - m.arrival).collect();
-    Run { drain_ms, bound_ms, calls: total_calls, latencies }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

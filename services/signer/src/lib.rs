@@ -14,6 +14,7 @@ pub mod health;
 pub mod ingest;
 pub mod limiter;
 pub mod scheduler;
+pub mod simulation;
 pub mod upstream;
 pub mod work_view;
 pub mod worker;

@@ -1,7 +1,7 @@
 //! End to end against a real nats-server and a real HTTP receiver: the
 //! notifier retries through failures, never webhooks a 200 caller, claims
 //! jobs the api never answered, dead-letters what cannot be delivered, and
-//! can redrive it.
+//! can redrive it (also on an operator's `nats req webhooks.redrive`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use helpers::{NatsServer, Receiver, eventually};
 use hmac::{Hmac, Mac};
+use notifier::redrive_service::{RedriveReply, Skipped};
 use notifier::{Config, DeadLetterV1, Redriven};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::headers::with_request_id;
 use wire_contract::messages::{JobEventV1, Outcome};
-use wire_contract::names::{DEAD_LETTER_STREAM, EVENTS_SUBJECT};
+use wire_contract::names::{DEAD_LETTER_STREAM, EVENTS_SUBJECT, REDRIVE_SUBJECT};
 use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply};
 use wire_contract::time::{Clock, SystemClock};
 use wire_contract::{Topology, UnixMillis, decode, encode, load, save};
@@ -166,6 +167,59 @@ impl Harness {
             "run must return Ok on shutdown: {result:?}"
         );
     }
+
+    /// Start a new notifier (after [`Harness::stop`]), as a restart would.
+    fn respawn(&mut self) {
+        self.shutdown = CancellationToken::new();
+        self.run = tokio::spawn(notifier::run(
+            self.config.clone(),
+            self.topology.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// Wait until `id`'s delivery record has `count` attempts.
+    async fn attempted(&self, id: &str, count: usize) -> DeliveryRecord {
+        let deliveries = self.topology.deliveries.clone();
+        eventually(&format!("{id} to have {count} attempts"), WAIT, || {
+            let deliveries = deliveries.clone();
+            async move {
+                let r = load::<DeliveryRecord>(&deliveries, "delivery", id)
+                    .await
+                    .ok()?
+                    .value?;
+                (r.attempts.len() == count).then_some(r)
+            }
+        })
+        .await
+    }
+
+    /// Ask the notifier to redrive, as `nats req webhooks.redrive <payload>`
+    /// does, and decode the reply.
+    async fn redrive_request(&self, payload: &str) -> serde_json::Value {
+        let reply = self
+            .topology
+            .js
+            .client()
+            .request(REDRIVE_SUBJECT, payload.to_owned().into())
+            .await
+            .unwrap();
+        serde_json::from_slice(&reply.payload).unwrap()
+    }
+}
+
+/// The `webhook-id` header of each request.
+fn webhook_ids(requests: &[helpers::Received]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
 }
 
 fn now() -> UnixMillis {
@@ -483,6 +537,14 @@ async fn a_slow_receiver_holds_no_one_up_and_shutdown_hands_its_work_back() {
         4,
         "the per-host bound held"
     );
+    // ...and it arrived while every request to the hanging receiver was still
+    // held: none has timed out (WEBHOOK_TIMEOUT 5s) and been recorded yet.
+    for id in &stuck {
+        let record = load::<DeliveryRecord>(&it.topology.deliveries, "delivery", id)
+            .await
+            .unwrap();
+        assert!(record.value.is_none(), "{id} still in flight");
+    }
 
     let started = std::time::Instant::now();
     it.stop().await;
@@ -501,12 +563,7 @@ async fn a_slow_receiver_holds_no_one_up_and_shutdown_hands_its_work_back() {
     // ...and the messages were handed back (NAKed), not left to the 60 s ack
     // wait: another notifier takes them at once.
     it.receiver.slow("stuck", Duration::ZERO);
-    it.shutdown = CancellationToken::new();
-    it.run = tokio::spawn(notifier::run(
-        it.config.clone(),
-        it.topology.clone(),
-        it.shutdown.clone(),
-    ));
+    it.respawn();
     let started = std::time::Instant::now();
     for id in &stuck {
         it.settled(id, DeliveryState::Delivered).await;
@@ -515,5 +572,118 @@ async fn a_slow_receiver_holds_no_one_up_and_shutdown_hands_its_work_back() {
         started.elapsed() < Duration::from_secs(15),
         "redelivered well before the ack wait"
     );
+    it.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_redrive_dead_letters_with_a_nats_request() {
+    let mut it = Harness::start().await;
+
+    // A receiver that says 410 Gone: one attempt, dead-lettered.
+    it.receiver.script("gone", usize::MAX, 410);
+    it.job("job-gone", Some("gone"), Some(Reply::Deferred), now())
+        .await;
+    let record = it.settled("job-gone", DeliveryState::Failed).await;
+    assert_eq!(record.attempts.len(), 1);
+
+    // The receiver is fixed; `nats req webhooks.redrive job-gone`.
+    it.receiver.script("gone", 0, 200);
+    let reply = it.redrive_request("job-gone").await;
+    assert_eq!(
+        reply,
+        serde_json::json!({"redriven": ["job-gone"], "skipped": [], "not_found": []})
+    );
+    let record = it.settled("job-gone", DeliveryState::Delivered).await;
+    assert_eq!(record.attempts.len(), 1, "a fresh schedule after a redrive");
+    assert_eq!(record.attempts[0].status, Some(200));
+    let requests = it.receiver.requests("gone");
+    assert_eq!(
+        webhook_ids(&requests),
+        vec!["job-gone", "job-gone"],
+        "same webhook-id"
+    );
+    assert!(signature_ok(&requests[1].headers, &requests[1].body));
+
+    // Asking again: the dead letter is still there but the job is delivered.
+    let reply: RedriveReply =
+        serde_json::from_value(it.redrive_request("job-gone no-such-job").await).unwrap();
+    assert!(reply.redriven.is_empty());
+    assert_eq!(
+        reply.skipped,
+        vec![Skipped {
+            id: "job-gone".into(),
+            state: "delivered".into()
+        }]
+    );
+    assert_eq!(reply.not_found, vec!["no-such-job"]);
+
+    // `all` redrives every dead letter still failed, and only those.
+    it.receiver.script("down", usize::MAX, 500);
+    it.job("job-down", Some("down"), Some(Reply::Deferred), now())
+        .await;
+    it.settled("job-down", DeliveryState::Failed).await;
+    it.receiver.script("down", 0, 200);
+    let reply: RedriveReply = serde_json::from_value(it.redrive_request("all").await).unwrap();
+    assert_eq!(reply.redriven, vec!["job-down"]);
+    assert_eq!(reply.skipped.len(), 1);
+    assert_eq!(reply.skipped[0].id, "job-gone");
+    assert!(reply.not_found.is_empty() && reply.errors.is_empty());
+    it.settled("job-down", DeliveryState::Delivered).await;
+    assert_eq!(
+        it.receiver.requests("down").len(),
+        5,
+        "4 failed + 1 redriven"
+    );
+
+    // A request that names nothing is answered with an error, not ignored.
+    let reply = it.redrive_request(" ").await;
+    assert!(
+        reply["error"].as_str().unwrap().contains("job id"),
+        "{reply}"
+    );
+
+    it.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_backoff_still_delivers_on_schedule() {
+    const GAP: Duration = Duration::from_secs(3);
+    let mut it = Harness::start_with(&[("WEBHOOK_RETRY_SCHEDULE", "0s,3s,3s")]).await;
+    it.receiver.script("backoff", 1, 500);
+    it.job("job-backoff", Some("backoff"), Some(Reply::Deferred), now())
+        .await;
+
+    // The first attempt failed and is recorded; the next is due 3 s later.
+    let first = it.attempted("job-backoff", 1).await;
+    assert_eq!(first.state, DeliveryState::Pending);
+    let due = first.next_attempt_at.unwrap();
+    assert!(due >= first.attempts[0].at.plus(GAP));
+
+    // The notifier goes away and another one comes up, inside the backoff.
+    it.stop().await;
+    it.respawn();
+    let restarted = now();
+    assert!(
+        restarted < due,
+        "the restart happened before the retry was due"
+    );
+
+    let record = it.settled("job-backoff", DeliveryState::Delivered).await;
+    let statuses: Vec<Option<u16>> = record.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, vec![Some(500), Some(200)]);
+    let gap = record.attempts[1].at.since(record.attempts[0].at);
+    let tolerance = Duration::from_millis(100);
+    assert!(gap + tolerance >= GAP, "not before the schedule: {gap:?}");
+    assert!(
+        gap < GAP + Duration::from_secs(5),
+        "not much after the schedule either: {gap:?}"
+    );
+    assert!(
+        record.attempts[1].at.since(restarted) + tolerance >= due.since(restarted),
+        "the new notifier waited for the due time instead of retrying at start"
+    );
+    let requests = it.receiver.requests("backoff");
+    assert_eq!(webhook_ids(&requests), vec!["job-backoff", "job-backoff"]);
+
     it.stop().await;
 }

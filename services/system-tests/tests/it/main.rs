@@ -235,3 +235,58 @@ async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures
         sys.receiver.deliveries().iter().filter_map(|d| d.body["data"]["id"].as_str().map(str::to_owned)).collect();
     assert_eq!(ids.len(), accepted.iter().filter(|a| a.status == 202).count());
 }
+
+/// The real services drain a 60-burst as fast as the virtual-time model of
+/// the same setup predicts (within 15 %). The real API's model at 10x speed:
+/// a 6 s window, degradations of 6-30 s. Slow (two bursts), so run on demand:
+/// `scripts/drain-check.sh`.
+#[tokio::test]
+#[ignore = "takes about two minutes; run with scripts/drain-check.sh"]
+async fn drain_time_matches_the_virtual_time_model() {
+    use signer::limiter::Budget;
+    use signer::scheduler::RetryPolicy;
+    use signer::simulation::{Model, Signer, simulate};
+    let budget = Budget { limit: 10, window: Duration::from_secs(6), margin: Duration::from_millis(300) };
+    let policy = RetryPolicy { min_backoff: Duration::from_secs(3), settle: Duration::from_secs(30), speculate: true };
+    let model = Model {
+        name: "real API at 10x",
+        p_first: 0.5,
+        degraded: (6_000, 30_000),
+        messages: 60,
+        arrival_gap_ms: 0,
+        budget,
+    };
+    let seeds = 400;
+    let predicted = (0..seeds).map(|s| simulate(&model, s, &mut Signer(policy.clone())).drain_ms as f64).sum::<f64>()
+        / seeds as f64
+        / 1000.0;
+    let mut measured = Vec::new();
+    for seed in [11u64, 12, 13] {
+        let sys = spawn_system(Options {
+            seed,
+            window: Duration::from_secs(6),
+            time_scale: 10.0,
+            retry_min_backoff: "3s",
+            retry_settle: "30s",
+            ..Options::default()
+        })
+        .await;
+        let answers = burst(&sys, &messages(&format!("drain-{seed}"), 60)).await;
+        all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+        let calls = sys.audit_calls().await;
+        let first = calls.iter().filter_map(|c| c["arrived_at_ms"].as_u64()).min().unwrap_or(0);
+        let last_signed =
+            calls.iter().filter(|c| c["status"] == 200).filter_map(|c| c["arrived_at_ms"].as_u64()).max().unwrap_or(0);
+        let drain = (last_signed - first) as f64 / 1000.0;
+        eprintln!("seed {seed}: drained in {drain:.1} s with {} upstream calls", calls.len());
+        measured.push(drain);
+    }
+    let mean = measured.iter().sum::<f64>() / measured.len() as f64;
+    let off = (mean - predicted) / predicted;
+    eprintln!(
+        "60-burst drain, real API model at 10x: measured {mean:.1} s (mean of {} runs), virtual-time model predicts {predicted:.1} s ({seeds} seeds): {:+.1} %",
+        measured.len(),
+        off * 100.0
+    );
+    assert!(off.abs() <= 0.15, "measured {mean:.1} s vs predicted {predicted:.1} s");
+}

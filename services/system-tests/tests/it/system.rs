@@ -21,11 +21,22 @@ pub struct Options {
     pub signers: usize,
     /// The api's `BACKLOG_HORIZON`.
     pub backlog_horizon: &'static str,
+    /// Simulator time scale (60: its minutes are seconds).
+    pub time_scale: f64,
+    /// The signer's `RETRY_MIN_BACKOFF`.
+    pub retry_min_backoff: &'static str,
+    /// The signer's `RETRY_SETTLE`.
+    pub retry_settle: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1, backlog_horizon: "24h" }
+        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1,
+            backlog_horizon: "24h",
+            time_scale: 60.0,
+            retry_min_backoff: "500ms",
+            retry_settle: "5s",
+        }
     }
 }
 
@@ -81,7 +92,7 @@ pub async fn spawn_system(opts: Options) -> System {
             ("SIM_API_KEY", "test-key".into()),
             ("SIM_SEED", opts.seed.to_string()),
             ("SIM_FIRST_TRY_SUCCESS", opts.first_try_success.to_string()),
-            ("SIM_TIME_SCALE", "60".into()),
+            ("SIM_TIME_SCALE", opts.time_scale.to_string()),
             ("SIM_AUDIT_WINDOW", window.clone()),
             ("SIM_AUDIT_LIMIT", opts.limit.to_string()),
             ("SIM_KEY_BITS", "2048".into()),
@@ -109,8 +120,8 @@ pub async fn spawn_system(opts: Options) -> System {
                 ("UPSTREAM_API_KEY", "test-key".into()),
                 ("UPSTREAM_RATE_MARGIN", "300ms".into()),
                 ("UPSTREAM_TIMEOUT", "2s".into()),
-                ("RETRY_MIN_BACKOFF", "500ms".into()),
-                ("RETRY_SETTLE", "5s".into()),
+                ("RETRY_MIN_BACKOFF", opts.retry_min_backoff.to_owned()),
+                ("RETRY_SETTLE", opts.retry_settle.to_owned()),
                 ("AUTH_RETRY_INTERVAL", "2s".into()),
                 ("SIGNER_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
                 ("SIGNER_ID", name.to_owned()),

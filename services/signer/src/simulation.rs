@@ -1,0 +1,182 @@
+//! Virtual-time simulation of scheduling policies against a model of the
+//! upstream, shared by the `schedule_bench` example and the end-to-end
+//! drain check. It drives the signer's own [`scheduler::next`] and
+//! [`Budget`]; time is plain numbers, nothing sleeps.
+
+use crate::limiter::{Admission, Budget};
+use crate::scheduler::{self, Candidate, Next, RetryPolicy};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wire_contract::UnixMillis;
+
+/// The upstream: first try succeeds with `p_first`; a message that fails is
+/// degraded for a duration drawn uniformly in `degraded`.
+#[derive(Clone, Copy)]
+pub struct Model {
+    pub name: &'static str,
+    pub p_first: f64,
+    pub degraded: (u64, u64),
+    /// Messages and the gap between arrivals (0: one burst).
+    pub messages: usize,
+    pub arrival_gap_ms: u64,
+    /// The budget the signer keeps.
+    pub budget: Budget,
+}
+
+/// One message's truth (hidden from policies) and history.
+#[derive(Clone)]
+pub struct Msg {
+    pub arrival: u64,
+    pub first_ok: bool,
+    pub degraded_for: u64,
+    pub degraded_until: Option<u64>,
+    pub attempts: u32,
+    pub first_attempt: Option<u64>,
+    pub last_attempt: Option<u64>,
+    pub done_at: Option<u64>,
+}
+
+impl Msg {
+    /// Call the upstream at `now`; true if signed.
+    pub fn call(&mut self, now: u64) -> bool {
+        self.attempts += 1;
+        self.first_attempt.get_or_insert(now);
+        self.last_attempt = Some(now);
+        let ok = match self.degraded_until {
+            None if self.attempts == 1 && self.first_ok => true,
+            None => {
+                self.degraded_until = Some(now + self.degraded_for);
+                false
+            }
+            Some(until) => now >= until,
+        };
+        if ok {
+            self.done_at = Some(now);
+        }
+        ok
+    }
+}
+
+pub fn workload(model: &Model, seed: u64) -> Vec<Msg> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..model.messages)
+        .map(|i| Msg {
+            arrival: i as u64 * model.arrival_gap_ms,
+            first_ok: rng.gen_bool(model.p_first),
+            degraded_for: rng.gen_range(model.degraded.0..=model.degraded.1),
+            degraded_until: None,
+            attempts: 0,
+            first_attempt: None,
+            last_attempt: None,
+            done_at: None,
+        })
+        .collect()
+}
+
+/// A scheduling policy: given `now` and the messages, call one or wait.
+pub trait Policy {
+    /// Shown in tables.
+    fn name(&self) -> String;
+    /// Index to call now, or the instant to think again (None: next arrival).
+    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>>;
+}
+
+/// The signer's scheduler, exactly as the service runs it.
+pub struct Signer(pub RetryPolicy);
+
+impl Policy for Signer {
+    fn name(&self) -> String {
+        if self.0 == RetryPolicy::default() {
+            "signer scheduler (defaults)".into()
+        } else {
+            format!("signer, backoff {}s settle {}s spec {}", self.0.min_backoff.as_secs(), self.0.settle.as_secs(), self.0.speculate)
+        }
+    }
+    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+        let candidates: Vec<Candidate<usize>> = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.done_at.is_none() && m.arrival <= now)
+            .map(|(i, m)| Candidate {
+                key: i,
+                attempts: m.attempts,
+                first_seen: UnixMillis(m.arrival),
+                first_attempt: m.first_attempt.map(UnixMillis),
+                last_attempt: m.last_attempt.map(UnixMillis),
+                leased_until: None,
+            })
+            .collect();
+        match scheduler::next(UnixMillis(now), &candidates, admission, &self.0, None) {
+            Next::Call(i) => Ok(i),
+            Next::Idle { until } => Err(until.map(|u| u.0)),
+        }
+    }
+}
+
+pub struct Run {
+    pub drain_ms: u64,
+    pub bound_ms: u64,
+    pub calls: u64,
+    pub latencies: Vec<u64>,
+}
+
+/// The earliest the last call could happen if no call were wasted: one call
+/// per message plus one per failed first try, each in the earliest slot
+/// the window allows, and none before its message arrives.
+pub fn budget_bound(msgs: &[Msg], budget: Budget) -> u64 {
+    let mut needs: Vec<u64> = Vec::new();
+    for m in msgs {
+        needs.push(m.arrival);
+        if !m.first_ok {
+            needs.push(m.arrival);
+        }
+    }
+    needs.sort_unstable();
+    let budget = Budget { margin: std::time::Duration::ZERO, ..budget };
+    let mut calls: Vec<UnixMillis> = Vec::new();
+    let mut last = 0;
+    for ready in needs {
+        let mut t = UnixMillis(ready.max(last));
+        if let Admission::At(at) = budget.admit(t, &calls) {
+            t = at;
+        }
+        calls = budget.record(t, &calls);
+        last = t.0;
+    }
+    last
+}
+
+pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
+    let mut msgs = workload(model, seed);
+    let bound_ms = budget_bound(&msgs, model.budget);
+    let budget = model.budget;
+    let mut calls: Vec<UnixMillis> = Vec::new();
+    let mut now = 0u64;
+    let mut total_calls = 0u64;
+    let horizon = 24 * 3600 * 1000;
+    while msgs.iter().any(|m| m.done_at.is_none()) && now < horizon {
+        let admission = budget.admit(UnixMillis(now), &calls);
+        match policy.decide(now, &msgs, admission) {
+            Ok(i) => {
+                assert!(matches!(admission, Admission::Now), "{} called over budget", policy.name());
+                calls = budget.record(UnixMillis(now), &calls);
+                total_calls += 1;
+                msgs[i].call(now);
+            }
+            Err(until) => {
+                let next_arrival = msgs.iter().map(|m| m.arrival).filter(|a| *a > now).min();
+                let wake = match (until, next_arrival) {
+                    (Some(u), Some(a)) => u.min(a),
+                    (Some(u), None) => u,
+                    (None, Some(a)) => a,
+                    (None, None) => horizon,
+                };
+                now = wake.max(now + 1);
+            }
+        }
+    }
+    let drain_ms = msgs.iter().filter_map(|m| m.done_at).max().unwrap_or(now);
+    let latencies = msgs.iter().map(|m| m.done_at.unwrap_or(horizon) - m.arrival).collect();
+    Run { drain_ms, bound_ms, calls: total_calls, latencies }
+}
+
