@@ -8,6 +8,7 @@ pub mod backlog;
 pub mod config;
 pub mod input;
 pub mod jobs;
+pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod results_watch;
@@ -36,8 +37,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .fallback(|| async { ApiError::bad_request("not-found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
+        .merge(service_kit::metrics_router())
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
@@ -61,6 +64,7 @@ pub async fn run(
         let (work, store, shutdown) = (Arc::clone(&work), topo.work.clone(), shutdown.clone());
         tokio::spawn(async move { work.follow(store, "work item", shutdown).await });
     }
+    tokio::spawn(metrics::report_backlog(Arc::clone(&work), shutdown.clone()));
     let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
     let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default() };
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(service_kit::probe(config.addr));
     }
     service_kit::init_tracing();
+    service_kit::install_metrics();
     tracing::info!(?config, "api starting");
     let shutdown = service_kit::shutdown_on_signals();
     let topo = wire_contract::connect(&config.nats_url, "api", Duration::from_secs(60))

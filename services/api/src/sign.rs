@@ -76,6 +76,7 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
         .value;
     if let Some(result) = known {
         tracing::info!(job_id, message_key = %key, "answered from the signature cache");
+        metrics::counter!("sign_cache_hits_total").increment(1);
         job.reply = Some(Reply::Immediate);
         let jobs = state.topo.jobs.clone();
         // The status resource is a convenience for a 200; keep it off the answer path.
@@ -102,6 +103,7 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
         Err(_) => return Err(ApiError::Unavailable("accepting the job timed out".into())),
     }
     tracing::info!(job_id, message_key = %key, "job accepted");
+    metrics::counter!("sign_jobs_accepted_total").increment(1);
 
     let mut deadline = received + state.config.sign_wait;
     if expect.is_some_and(|e| Instant::now() + e.first_call_in > deadline) {
@@ -118,7 +120,10 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
     }
     match result {
         Some(result) => match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {
-            Ok(Ok(true)) => return answer_now(&job_id, &input.message, result),
+            Ok(Ok(true)) => {
+                metrics::counter!("sign_replies_total", "reply" => "immediate").increment(1);
+                return answer_now(&job_id, &input.message, result);
+            }
             Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
             Ok(Err(_)) | Err(_) => {
                 // Unknown whether the claim landed. We hold the signature: give
@@ -133,6 +138,7 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
             }
         }
     }
+    metrics::counter!("sign_replies_total", "reply" => "deferred").increment(1);
     Ok(pending(&state, &job_id, &input, expect))
 }
 
@@ -161,6 +167,7 @@ async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option
     let estimate = pace.estimate(SystemClock.now(), &calls, counts);
     let horizon = state.config.backlog_horizon;
     if estimate.clear_in > horizon {
+        metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(1);
         let over = (estimate.clear_in - horizon).as_secs().max(1);
         return Err(ApiError::Overloaded {
             clear_in_secs: estimate.clear_in.as_secs(),

@@ -204,6 +204,13 @@ async fn deliver(
         }
     };
     let finished = shared.clock.now();
+    let outcome = match report.verdict {
+        Verdict::Delivered => "delivered",
+        Verdict::Failed(crate::retry::Failure::Permanent) => "failed_permanently",
+        Verdict::Failed(_) => "failed",
+    };
+    metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("webhook_attempt_duration_seconds").record(report.latency_ms as f64 / 1000.0);
     let recorded = DeliveryAttempt {
         at: started,
         status: report.status,

@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` for JSON lines.
     service_kit::init_tracing();
+    service_kit::install_metrics();
     // First SIGTERM/SIGINT drains; a second exits at once.
     let shutdown = service_kit::shutdown_on_signals();
     let client_name = format!("notifier {}", config.notifier_id);

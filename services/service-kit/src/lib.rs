@@ -105,6 +105,37 @@ pub async fn serve_health(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(topology);
+        .with_state(topology)
+        .merge(metrics_router());
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Install the Prometheus recorder (once per process; `main` calls it).
+/// Histograms get explicit buckets, in seconds, from 1 ms to 30 s.
+pub fn install_metrics() {
+    METRICS.get_or_init(|| {
+        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        let recorder = match builder.set_buckets(&buckets) {
+            Ok(b) => b.build_recorder(),
+            Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        // Fails only if a recorder is already installed, which OnceLock prevents.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    });
+}
+
+/// `GET /metrics` in Prometheus text format (empty until [`install_metrics`]).
+pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            let body = METRICS.get().map(|h| h.render()).unwrap_or_default();
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+        }),
+    )
 }

@@ -48,6 +48,7 @@ pub async fn complete(
             let event = JobEventV1 { job_id: job.id.clone(), message: message.to_owned(), outcome: outcome.clone() };
             publish_once(&topo.js, names::EVENTS_SUBJECT, &job.id, &job.request_id, &event).await?;
             tracing::info!(job_id = %job.id, request_id = %job.request_id, kind = outcome.event_type(), "job completed");
+            metrics::counter!("sign_jobs_completed_total", "type" => outcome.event_type()).increment(1);
         }
         match remove(&topo.work, key.as_str(), v.revision).await {
             Ok(()) => return Ok(()),

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(service_kit::probe(config.health_addr));
     }
     service_kit::init_tracing();
+    service_kit::install_metrics();
     tracing::info!(?config, "signer starting");
     let shutdown = service_kit::shutdown_on_signals();
     let topo = wire_contract::connect(&config.nats_url, "signer", Duration::from_secs(60))

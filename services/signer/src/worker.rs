@@ -99,8 +99,16 @@ impl Worker {
                 let skip = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                 crate::work_view::candidates(&self.view, &skip)
             };
-            let admission = match self.budget.admission(now).await {
-                Ok(a) => a,
+            let admission = match self.budget.calls().await {
+                Ok(calls) => {
+                    let budget = self.budget.budget();
+                    metrics::gauge!("limiter_slots_used").set(budget.in_window(now, &calls) as f64);
+                    metrics::gauge!("sign_pending_messages").set(candidates.len() as f64);
+                    let oldest = candidates.iter().map(|c| c.first_seen).min();
+                    metrics::gauge!("sign_oldest_pending_age_seconds")
+                        .set(oldest.map(|t| now.since(t).as_secs_f64()).unwrap_or(0.0));
+                    budget.admit(now, &calls)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the budget");
                     self.pause(&shutdown, Duration::from_millis(500)).await;
@@ -217,6 +225,8 @@ impl Worker {
         let started = std::time::Instant::now();
         let outcome = self.upstream.sign(&item.message).await;
         let latency_ms = started.elapsed().as_millis() as u64;
+        metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome)).increment(1);
+        metrics::histogram!("upstream_call_duration_seconds").record(started.elapsed().as_secs_f64());
         tracing::info!(message_key = %key, attempt = item.attempts, ?jobs, ?request_ids, latency_ms, outcome = ?short(&outcome), "upstream call");
         let now = self.clock.now();
         match outcome {
@@ -269,6 +279,15 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+fn outcome_label(outcome: &CallOutcome) -> &'static str {
+    match outcome {
+        CallOutcome::Signed(_) => "signed",
+        CallOutcome::RetryLater(_) => "retry_later",
+        CallOutcome::Misconfigured(_) => "misconfigured",
+        CallOutcome::Rejected(_) => "rejected",
     }
 }
 

@@ -51,6 +51,17 @@ async fn a_failing_message_is_answered_202_then_gets_exactly_one_verified_webhoo
         .wait_until(Duration::from_secs(10), |_| true)
         .await;
     assert_eq!(webhook_done.len(), 1);
+    // The story is in the metrics too.
+    let api = sys.metrics("api").await;
+    assert!(api.contains("sign_jobs_accepted_total 1"), "{api}");
+    assert!(api.contains(r#"sign_replies_total{reply="deferred"} 1"#), "{api}");
+    assert!(api.contains("http_request_duration_seconds_bucket"), "{api}");
+    let signer = sys.metrics("signer").await;
+    assert!(signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#), "{signer}");
+    assert!(signer.contains(r#"upstream_calls_total{outcome="signed"} 1"#), "{signer}");
+    assert!(signer.contains("limiter_slots_used"), "{signer}");
+    let notifier = sys.metrics("notifier").await;
+    assert!(notifier.contains(r#"webhook_attempts_total{outcome="delivered"} 1"#), "{notifier}");
 }
 
 #[tokio::test]

@@ -54,6 +54,7 @@ pub struct System {
     /// `http://127.0.0.1:<port>` of the simulator.
     pub sim_url: String,
     signer_health: String,
+    notifier_health: String,
     pub receiver: Receiver,
     pub http: reqwest::Client,
     nats_port: u16,
@@ -153,17 +154,28 @@ pub async fn spawn_system(opts: Options) -> System {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let api_url = format!("http://127.0.0.1:{api_port}");
     let signer_health = format!("http://127.0.0.1:{signer_port}/readyz");
+    let notifier_health = format!("http://127.0.0.1:{notifier_port}/readyz");
     wait_for_ok(&http, &format!("{sim_url}/healthz"), "upstream-sim").await;
     wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
     wait_for_ok(&http, &signer_health, "signer").await;
     let receiver = Receiver::start().await;
-    System { nats, sim, signer, replicas, notifier, api, api_url, sim_url, signer_health, receiver, http, nats_port, _dir: dir }
+    System { nats, sim, signer, replicas, notifier, api, api_url, sim_url, signer_health, notifier_health, receiver, http, nats_port, _dir: dir }
 }
 
 impl System {
     /// Wait for the signer to be ready again (after a restart).
     pub async fn signer_ready(&self) {
         wait_for_ok(&self.http, &self.signer_health, "signer").await;
+    }
+
+    /// The Prometheus text of the api (`"api"`), signer or notifier.
+    pub async fn metrics(&self, service: &str) -> String {
+        let url = match service {
+            "api" => format!("{}/metrics", self.api_url),
+            "signer" => self.signer_health.replace("/readyz", "/metrics"),
+            _ => self.notifier_health.replace("/readyz", "/metrics"),
+        };
+        self.http.get(url).send().await.expect("metrics").text().await.expect("metrics text")
     }
 
     /// Wait for nats-server to accept connections again.
