@@ -39,5 +39,8 @@ pub const WORK_BUCKET: &str = "sign_work";
 pub const LIMITER_BUCKET: &str = "upstream_limiter";
 /// The single key of the limiter bucket: one budget shared by all replicas.
 pub const LIMITER_KEY: &str = "calls";
+/// Key, in the limiter bucket, of [`crate::records::RecentCalls`]: the last
+/// upstream calls and their outcomes, for the status page.
+pub const RECENT_CALLS_KEY: &str = "recent";
 /// KV bucket: job id -> [`crate::records::DeliveryRecord`].
 pub const DELIVERIES_BUCKET: &str = "webhook_deliveries";

@@ -135,3 +135,26 @@ pub struct DeliveryRecord {
     /// When the next attempt is due, while pending.
     pub next_attempt_at: Option<UnixMillis>,
 }
+
+/// One upstream call, for operators (the status page). Kept, newest last,
+/// in [`RecentCalls`] under [`crate::names::RECENT_CALLS_KEY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallNote {
+    /// When it started.
+    pub at: UnixMillis,
+    /// The message's key.
+    pub message_key: String,
+    /// `signed`, `retry_later`, `misconfigured` or `rejected`.
+    pub outcome: String,
+    /// Why, when it was not signed.
+    pub detail: Option<String>,
+    /// How long it took.
+    pub latency_ms: u64,
+}
+
+/// The last upstream calls of all replicas (bounded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentCalls {
+    /// Oldest first.
+    pub calls: Vec<CallNote>,
+}

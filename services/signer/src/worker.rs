@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire_contract::messages::Outcome;
-use wire_contract::records::{Lease, ResultRecord, WorkItem};
+use wire_contract::records::{CallNote, Lease, RecentCalls, ResultRecord, WorkItem};
 use wire_contract::time::Clock;
-use wire_contract::{MessageKey, RecordError, Topology, UnixMillis, load, save};
+use wire_contract::{MessageKey, RecordError, Topology, UnixMillis, load, names, save};
 
 /// Everything the loop needs.
 pub struct Worker {
@@ -228,6 +228,7 @@ impl Worker {
         metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome)).increment(1);
         metrics::histogram!("upstream_call_duration_seconds").record(started.elapsed().as_secs_f64());
         tracing::info!(message_key = %key, attempt = item.attempts, ?jobs, ?request_ids, latency_ms, outcome = ?short(&outcome), "upstream call");
+        self.note(&key, &outcome, latency_ms).await;
         let now = self.clock.now();
         match outcome {
             CallOutcome::Signed(signature) => {
@@ -248,6 +249,36 @@ impl Worker {
         }
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
         self.view.poke();
+    }
+
+    /// Append the call to the recent-calls log the status page shows. Best
+    /// effort: a lost note costs nothing but a line on a dashboard.
+    async fn note(&self, key: &MessageKey, outcome: &CallOutcome, latency_ms: u64) {
+        const KEEP: usize = 50;
+        let (label, detail) = match outcome {
+            CallOutcome::Signed(_) => ("signed", None),
+            CallOutcome::RetryLater(r) => ("retry_later", Some(r.clone())),
+            CallOutcome::Misconfigured(r) => ("misconfigured", Some(r.clone())),
+            CallOutcome::Rejected(r) => ("rejected", Some(r.clone())),
+        };
+        let note = CallNote {
+            at: self.clock.now().minus(Duration::from_millis(latency_ms)),
+            message_key: key.to_string(),
+            outcome: label.to_owned(),
+            detail,
+            latency_ms,
+        };
+        for _ in 0..5 {
+            let Ok(v) = load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY).await else { return };
+            let mut recent = v.value.unwrap_or_default();
+            recent.calls.push(note.clone());
+            let excess = recent.calls.len().saturating_sub(KEEP);
+            recent.calls.drain(..excess);
+            match save(&self.topo.limiter, names::RECENT_CALLS_KEY, &recent, v.revision).await {
+                Err(RecordError::Conflict) => continue,
+                _ => return,
+            }
+        }
     }
 
     async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {

@@ -7,6 +7,7 @@ mod checks;
 mod client;
 mod procs;
 mod receiver;
+mod status_page;
 mod system;
 
 use checks::{Deliveries, all_promises_kept};
