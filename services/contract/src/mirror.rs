@@ -125,3 +125,44 @@ impl<T: DeserializeOwned> Mirror<T> {
         }
     }
 }
+
+/// Call `on_put(key, value)` for every value written to `store` from now on,
+/// until `shutdown`; the watch is recreated when it fails or ends. For
+/// feeds that only need what happens next (no replay of history).
+pub async fn follow_puts<T: DeserializeOwned>(
+    store: kv::Store,
+    what: &'static str,
+    shutdown: CancellationToken,
+    mut on_put: impl FnMut(String, T),
+) {
+    while !shutdown.is_cancelled() {
+        let mut watch = match store.watch_all().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(what, error = %e, "cannot watch bucket; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                n = watch.next() => n,
+                _ = shutdown.cancelled() => return,
+            };
+            match next {
+                Some(Ok(entry)) if entry.operation == Operation::Put => match decode::<T>(what, &entry.value) {
+                    Ok(value) => on_put(entry.key, value),
+                    Err(e) => tracing::error!(key = %entry.key, error = %e, "undecodable value ignored"),
+                },
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(what, error = %e, "bucket watch failed; recreating");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
