@@ -109,11 +109,10 @@ impl<T: DeserializeOwned> Mirror<T> {
                             Some(v) => map.insert(entry.key.clone(), v),
                             None => map.remove(&entry.key),
                         };
-                        if entry.delta == 0 {
-                            if let Some(map) = initial.take() {
+                        if entry.delta == 0
+                            && let Some(map) = initial.take() {
                                 self.replace_all(map);
                             }
-                        }
                     }
                     None => self.apply(&entry.key, value),
                 }

@@ -85,12 +85,11 @@ impl Policy for Poll30 {
         if self.tried_this_tick.len() != msgs.len() {
             self.tried_this_tick = vec![false; msgs.len()];
         }
-        if let Admission::Now = admission {
-            if let Some(i) = (0..msgs.len()).find(|&i| msgs[i].done_at.is_none() && msgs[i].arrival <= now && !self.tried_this_tick[i]) {
+        if let Admission::Now = admission
+            && let Some(i) = (0..msgs.len()).find(|&i| msgs[i].done_at.is_none() && msgs[i].arrival <= now && !self.tried_this_tick[i]) {
                 self.tried_this_tick[i] = true;
                 return Ok(i);
             }
-        }
         Err(Some(self.next_tick))
     }
 }

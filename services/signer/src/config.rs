@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_variable_and_the_key_is_never_printed() {
-        let e = parse(&[("UPSTREAM_RATE_WINDOW", "soon")]).err().expect("invalid");
+        let e = parse(&[("UPSTREAM_RATE_WINDOW", "soon")]).expect_err("invalid");
         assert!(e.to_string().starts_with("UPSTREAM_RATE_WINDOW"));
         assert!(parse(&[("UPSTREAM_RATE_LIMIT", "0")]).is_err());
         let c = parse(&[("UPSTREAM_API_KEY", "s3cret")]).expect("valid");

@@ -92,11 +92,10 @@ impl<K> Candidate<K> {
             None => self.first_seen,
             Some(last) => last.plus(policy.backoff(self.attempts)),
         };
-        if !policy.speculate {
-            if let Some(first) = self.first_attempt.or(self.last_attempt) {
+        if !policy.speculate
+            && let Some(first) = self.first_attempt.or(self.last_attempt) {
                 by_backoff = by_backoff.max(first.plus(policy.settle));
             }
-        }
         match self.leased_until {
             Some(lease) => by_backoff.max(lease),
             None => by_backoff,

@@ -59,12 +59,11 @@ fn run(replicas: usize, skews: Vec<i64>, ops: Vec<Op>) -> Result<(), TestCaseErr
             Op::Cas(r, delay) => {
                 let Some((calls, rev)) = reps[r].snapshot.take() else { continue };
                 let local = UnixMillis((now as i64 + reps[r].skew) as u64);
-                if let Admission::Now = budget.admit(local, &calls) {
-                    if rev == register.1 {
+                if let Admission::Now = budget.admit(local, &calls)
+                    && rev == register.1 {
                         register = (budget.record(local, &calls), register.1 + 1);
                         arrivals.push(now + delay);
                     }
-                }
             }
             Op::Crash(r, skew) => reps[r] = Replica { skew, snapshot: None },
         }

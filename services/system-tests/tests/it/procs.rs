@@ -157,11 +157,10 @@ pub async fn wait_for_port(port: u16, what: &str) {
 pub async fn wait_for_ok(http: &reqwest::Client, url: &str, what: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success() {
                 return;
             }
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what} never became ready at {url}");
