@@ -302,3 +302,44 @@ async fn drain_time_matches_the_virtual_time_model() {
     );
     assert!(off.abs() <= 0.15, "measured {mean:.1} s vs predicted {predicted:.1} s");
 }
+
+#[tokio::test]
+async fn an_upstream_answering_garbage_hanging_500_or_resetting_costs_time_not_correctness() {
+    let sys = spawn_system(Options {
+        sim_env: vec![
+            ("SIM_CHAOS_GARBAGE_P", "0.15"),
+            ("SIM_CHAOS_HANG_P", "0.05"),
+            ("SIM_CHAOS_500_P", "0.15"),
+            ("SIM_CHAOS_RESET_P", "0.1"),
+            ("SIM_CHAOS_LATENCY_P", "0.1"),
+            ("SIM_CHAOS_LATENCY", "700ms"),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let answers = burst(&sys, &messages("chaos", 30)).await;
+    let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    eprintln!("chaos: {audit}");
+    let by = &audit["by_outcome"];
+    let chaos: u64 = ["garbage", "hang", "chaos_500", "reset"].iter().filter_map(|k| by[*k].as_u64()).sum();
+    assert!(chaos > 0, "the chaos knobs fired: {audit}");
+    let signer = sys.metrics("signer").await;
+    assert!(signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#), "{signer}");
+}
+
+#[tokio::test]
+async fn rejected_credentials_keep_the_jobs_and_make_the_signer_not_ready() {
+    let sys = spawn_system(Options { upstream_key: "wrong-key", ..Options::default() }).await;
+    let a = sign(&sys, "signed with the wrong key").await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sys.signer_readiness().await != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "signer still ready after a 401");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signer = sys.metrics("signer").await;
+    assert!(signer.contains(r#"upstream_calls_total{outcome="misconfigured"}"#), "{signer}");
+    let job = status(&sys, a.location.as_deref().expect("Location")).await;
+    assert_eq!(job["status"], "pending", "the job is kept: {job}");
+    assert!(job["last_error"].as_str().is_some_and(|e| e.contains("credentials")), "{job}");
+}

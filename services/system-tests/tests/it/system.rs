@@ -27,6 +27,10 @@ pub struct Options {
     pub retry_min_backoff: &'static str,
     /// The signer's `RETRY_SETTLE`.
     pub retry_settle: &'static str,
+    /// The key the signer sends (the simulator expects `test-key`).
+    pub upstream_key: &'static str,
+    /// Extra simulator settings (e.g. chaos knobs).
+    pub sim_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -36,6 +40,8 @@ impl Default for Options {
             time_scale: 60.0,
             retry_min_backoff: "500ms",
             retry_settle: "5s",
+            upstream_key: "test-key",
+            sim_env: Vec::new(),
         }
     }
 }
@@ -97,7 +103,10 @@ pub async fn spawn_system(opts: Options) -> System {
             ("SIM_AUDIT_WINDOW", window.clone()),
             ("SIM_AUDIT_LIMIT", opts.limit.to_string()),
             ("SIM_KEY_BITS", "2048".into()),
-        ]),
+        ])
+        .into_iter()
+        .chain(opts.sim_env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect(),
         &dir.0,
     );
     let sim_url = format!("http://127.0.0.1:{sim_port}");
@@ -118,7 +127,7 @@ pub async fn spawn_system(opts: Options) -> System {
             &[],
             common(&[
                 ("UPSTREAM_URL", sim_url.clone()),
-                ("UPSTREAM_API_KEY", "test-key".into()),
+                ("UPSTREAM_API_KEY", opts.upstream_key.to_owned()),
                 ("UPSTREAM_RATE_MARGIN", "300ms".into()),
                 ("UPSTREAM_TIMEOUT", "2s".into()),
                 ("RETRY_MIN_BACKOFF", opts.retry_min_backoff.to_owned()),
@@ -163,6 +172,11 @@ pub async fn spawn_system(opts: Options) -> System {
 }
 
 impl System {
+    /// The signer's `/readyz` status code.
+    pub async fn signer_readiness(&self) -> u16 {
+        self.http.get(&self.signer_health).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    }
+
     /// Wait for the signer to be ready again (after a restart).
     pub async fn signer_ready(&self) {
         wait_for_ok(&self.http, &self.signer_health, "signer").await;
