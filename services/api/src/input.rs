@@ -49,17 +49,52 @@ pub fn from_query(raw: Option<&str>, rules: &Rules) -> Result<SignInput, ApiErro
 }
 
 /// Body of `POST /crypto/sign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignBody {
+#[schema(example = json!({"message": "hello", "webhook_url": "https://example.com/hook"}))]
+pub struct SignRequest {
+    /// The message to sign (at most `MAX_MESSAGE_BYTES` bytes, default 4096).
+    /// Optional here only so that its absence gets our own problem answer.
+    #[schema(value_type = String, required = true, min_length = 1)]
     message: Option<String>,
+    /// Where to POST the outcome if the answer is a `202` (see
+    /// [`webhook_url_schema`]). `callback_url` is accepted as an alias.
     #[serde(alias = "callback_url")]
+    #[schema(schema_with = webhook_url_or_null_schema)]
     webhook_url: Option<String>,
 }
 
+/// The schema of a `webhook_url` parameter: an absolute URL, or empty for
+/// none (as [`validate`] takes it).
+pub fn webhook_url_schema() -> utoipa::openapi::Schema {
+    webhook_url_any_of().into()
+}
+
+/// [`webhook_url_schema`], or `null` (a JSON body may say so).
+fn webhook_url_or_null_schema() -> utoipa::openapi::Schema {
+    let null = utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null);
+    let mut schema = webhook_url_any_of();
+    schema.items.push(null.into());
+    schema.into()
+}
+
+fn webhook_url_any_of() -> utoipa::openapi::schema::AnyOf {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uri))))
+        .item(ObjectBuilder::new().schema_type(Type::String).max_length(Some(0)))
+        .description(Some(
+            "Absolute `http(s)` URL to POST the outcome to (a `WebhookEvent`, see the document's `webhooks`) \
+             if the answer is a `202`; empty for none. Credentials and refused addresses (see SSRF in the \
+             README) are a `400`.",
+        ))
+        .build()
+}
+
+
 /// Parse a JSON body `{"message": …, "webhook_url": …}`.
 pub fn from_json(body: &[u8], rules: &Rules) -> Result<SignInput, ApiError> {
-    let parsed: SignBody = serde_json::from_slice(body)
+    let parsed: SignRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid-json", format!("the body is not a valid sign request: {e}")))?;
     validate(parsed.message, parsed.webhook_url, rules)
 }

@@ -1,17 +1,33 @@
 //! `GET /crypto/sign/jobs/{id}`: the status monitor of a job.
 
-use crate::problem::ApiError;
+use crate::bodies::{JobState, JobStatus, ReplyCode, WebhookAttempt, WebhookState, WebhookView};
+use crate::problem::{ApiError, Problem};
 use crate::sign::retry_after_secs;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use wire_contract::messages::Outcome;
 use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord, WorkItem};
 use wire_contract::{MessageKey, load};
 
 /// Show a job: pending, signed or failed; attempts; webhook delivery.
+#[utoipa::path(
+    get,
+    path = "/crypto/sign/jobs/{id}",
+    tag = "signing",
+    operation_id = "job_status",
+    summary = "A job's status monitor",
+    description = "The `Location` of a `202`. Jobs are kept for 7 days.",
+    params(("id" = String, Path, format = Uuid, description = "The job id from a `200` or `202`")),
+    responses(
+        (status = 200, description = "The job", body = JobStatus,
+            headers(("Retry-After" = u64, description = "While pending: seconds before polling again is worth it"))),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store cannot be reached", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
+    )
+)]
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::UnknownJob(id));
@@ -30,68 +46,57 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     };
     let delivery = load::<DeliveryRecord>(&state.topo.deliveries, "delivery", &id).await.map_err(unavailable)?.value;
 
-    let mut body = json!({
-        "id": job.id,
-        "message": job.message,
-        "created_at": job.created_at.to_rfc3339(),
-        "webhook_url": job.webhook_url,
-        "reply": match job.reply {
-            Some(Reply::Immediate) => json!("200"),
-            Some(Reply::Deferred) => json!("202"),
-            None => Value::Null,
+    let (status, attempts, signature, error, last_error) = match result {
+        Some(r) => match r.outcome {
+            Outcome::Signed { signature } => (JobState::Signed, r.attempts, Some(signature), None, None),
+            Outcome::Failed { reason } => (JobState::Failed, r.attempts, None, Some(reason), None),
         },
-    });
-    let pending = match &result {
-        Some(r) => {
-            body["attempts"] = json!(r.attempts);
-            match &r.outcome {
-                Outcome::Signed { signature } => {
-                    body["status"] = json!("signed");
-                    body["signature"] = json!(signature);
-                }
-                Outcome::Failed { reason } => {
-                    body["status"] = json!("failed");
-                    body["error"] = json!(reason);
-                }
-            }
-            false
-        }
         None => {
-            body["status"] = json!("pending");
-            body["attempts"] = json!(work.as_ref().map(|w| w.attempts).unwrap_or(0));
-            body["last_error"] = json!(work.as_ref().and_then(|w| w.last_error.clone()));
-            true
+            let attempts = work.as_ref().map(|w| w.attempts).unwrap_or(0);
+            (JobState::Pending, attempts, None, None, Some(work.and_then(|w| w.last_error)))
         }
     };
-    body["webhook"] = webhook_view(&job, delivery.as_ref());
+    let body = JobStatus {
+        webhook: webhook_view(&job, delivery.as_ref()),
+        id: job.id,
+        message: job.message,
+        created_at: job.created_at.to_rfc3339(),
+        webhook_url: job.webhook_url,
+        reply: job.reply.map(|r| match r {
+            Reply::Immediate => ReplyCode::Immediate,
+            Reply::Deferred => ReplyCode::Deferred,
+        }),
+        attempts,
+        status,
+        signature,
+        error,
+        last_error,
+    };
     let mut response = axum::Json(body).into_response();
-    if pending {
+    if status == JobState::Pending {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(&state)));
     }
     Ok(response)
 }
 
-fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> Value {
+fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> WebhookView {
+    let before_delivery = |state| WebhookView { state, attempts: vec![], next_attempt_at: None };
     if job.webhook_url.is_none() || job.reply == Some(Reply::Immediate) {
-        return json!({"state": "not_required", "attempts": []});
+        return before_delivery(WebhookState::NotRequired);
     }
     let Some(d) = delivery else {
-        return json!({"state": "waiting_for_result", "attempts": []});
+        return before_delivery(WebhookState::WaitingForResult);
     };
     let state = match d.state {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Failed => "failed",
-        DeliveryState::NotRequired => "not_required",
+        DeliveryState::Pending => WebhookState::Pending,
+        DeliveryState::Delivered => WebhookState::Delivered,
+        DeliveryState::Failed => WebhookState::Failed,
+        DeliveryState::NotRequired => WebhookState::NotRequired,
     };
-    let attempts: Vec<Value> = d
+    let attempts = d
         .attempts
         .iter()
-        .map(|a| json!({"at": a.at.to_rfc3339(), "status": a.status, "error": a.error, "latency_ms": a.latency_ms}))
+        .map(|a| WebhookAttempt { at: a.at.to_rfc3339(), status: a.status, error: a.error.clone(), latency_ms: a.latency_ms })
         .collect();
-    json!({
-        "state": state,
-        "attempts": attempts,
-        "next_attempt_at": d.next_attempt_at.map(|t| t.to_rfc3339()),
-    })
+    WebhookView { state, attempts, next_attempt_at: Some(d.next_attempt_at.map(|t| t.to_rfc3339())) }
 }

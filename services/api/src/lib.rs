@@ -5,15 +5,18 @@
 //! answers 200 (signature) or 202 (status URL; a webhook follows).
 
 pub mod backlog;
+pub mod bodies;
 pub mod config;
 pub mod input;
 pub mod jobs;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod results_watch;
 pub mod sign;
 pub mod state;
+pub mod status;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -33,16 +36,44 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/crypto/sign", get(sign::get).post(sign::post))
         .route("/crypto/sign/jobs/{id}", get(jobs::show))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(status::page))
+        .route("/status", get(status::page))
+        .route("/status.json", get(status::data))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::bad_request("not-found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(problem::request_timeout))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
         .merge(service_kit::metrics_router())
 }
 
+/// The process is alive (no dependency is checked).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// NATS answers and every stream and bucket exists.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "Why not ready", body = String, content_type = "text/plain"),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     match tokio::time::timeout(std::time::Duration::from_millis(1500), state.topo.check()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".into()),
@@ -65,7 +96,12 @@ pub async fn run(
         tokio::spawn(async move { work.follow(store, "work item", shutdown).await });
     }
     tokio::spawn(metrics::report_backlog(Arc::clone(&work), shutdown.clone()));
+    let deliveries = Arc::new(status::DeliveryFeed::default());
+    {
+        let (feed, store, shutdown) = (Arc::clone(&deliveries), topo.deliveries.clone(), shutdown.clone());
+        tokio::spawn(async move { feed.follow(store, shutdown).await });
+    }
     let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
-    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default() };
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries };
+    service_kit::serve_http(listener, app(state), shutdown).await
 }

@@ -5,7 +5,33 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error: RFC 9457 problem details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"type": "/problems/missing-message", "title": "Invalid request", "status": 400,
+                          "detail": "the message parameter is required and must not be empty"}))]
+pub struct Problem {
+    /// What kind of problem, as a relative URI: `/problems/<slug>`.
+    #[serde(rename = "type")]
+    #[schema(format = UriReference)]
+    pub kind: String,
+    /// Short, the same for every problem of the kind.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for a human.
+    pub detail: String,
+    /// The job id, for `/problems/signing-failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
+    pub id: Option<String>,
+    /// The job's status monitor, for `/problems/signing-failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = UriReference)]
+    pub instance: Option<String>,
+}
 
 /// Everything a handler can answer with other than success.
 #[derive(Debug, thiserror::Error)]
@@ -80,17 +106,20 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({
-            "type": format!("/problems/{kind}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        if let ApiError::SigningFailed { id, .. } = &self {
-            body["id"] = json!(id);
-            body["instance"] = json!(format!("/crypto/sign/jobs/{id}"));
-        }
-        let mut response = (status, body.to_string()).into_response();
+        let job = match &self {
+            ApiError::SigningFailed { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let body = Problem {
+            kind: format!("/problems/{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            instance: job.as_ref().map(|id| format!("/crypto/sign/jobs/{id}")),
+            id: job,
+        };
+        // Plain strings and a number: serialisation cannot fail.
+        let mut response = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         match self {
             ApiError::Unavailable(_) => {
@@ -102,5 +131,28 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// Longest a request may take end to end, body upload included: a client
+/// trickling its body cannot hold a connection and a task forever. Sign
+/// requests answer within 2 s, so this only cuts off slow clients.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Middleware: answer `408` (problem+json) past [`REQUEST_TIMEOUT`].
+pub async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let body = serde_json::json!({
+                "type": "/problems/request-timeout",
+                "title": "Request timeout",
+                "status": 408,
+                "detail": "the request was not received and answered within 10 s",
+            });
+            let mut response = (StatusCode::REQUEST_TIMEOUT, body.to_string()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            response
+        }
     }
 }

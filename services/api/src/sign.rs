@@ -7,8 +7,9 @@
 //! signature landing at the deadline cannot produce both or neither.
 
 use crate::backlog::{Estimate, Pace, Pending};
+use crate::bodies::{JobState, PendingBody, SignedBody};
 use crate::input::{self, SignInput};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use axum::Extension;
@@ -16,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
@@ -31,29 +31,122 @@ const ACCEPT_WITHIN: Duration = Duration::from_millis(1000);
 /// Every answer leaves by this long after receipt.
 const ANSWER_WITHIN: Duration = Duration::from_millis(1900);
 
+/// What a sign request is answered with, when it is not a problem.
+#[derive(Debug)]
+pub enum Answer {
+    /// `200`: the signature.
+    Signed(SignedBody),
+    /// `202`: queued, with `Location` and `Retry-After` taken from the body.
+    Pending(PendingBody),
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Signed(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+            Answer::Pending(body) => {
+                let location = HeaderValue::from_str(&body.status_url).ok();
+                let retry_after = HeaderValue::from(body.retry_after_seconds);
+                let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+                if let Some(v) = location {
+                    response.headers_mut().insert(header::LOCATION, v);
+                }
+                response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                response
+            }
+        }
+    }
+}
+
+/// The query of `GET /crypto/sign`, for the OpenAPI document only: the
+/// handler parses the raw query itself (see [`input::from_query`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct SignQuery {
+    /// The message to sign (UTF-8, at most `MAX_MESSAGE_BYTES` bytes, default 4096).
+    #[param(min_length = 1)]
+    message: String,
+    /// Where to POST the outcome if the answer is a `202`.
+    #[param(schema_with = input::webhook_url_schema)]
+    webhook_url: Option<String>,
+    /// Alias of `webhook_url`; give one or the other.
+    #[param(schema_with = input::webhook_url_schema)]
+    callback_url: Option<String>,
+}
+
 /// `GET /crypto/sign?message=…&webhook_url=…`
+#[utoipa::path(
+    get,
+    path = "/crypto/sign",
+    tag = "signing",
+    operation_id = "sign_get",
+    summary = "Sign a message given in the query string",
+    description = "Answers within 2 s: `200` with the signature when it is known or arrives within \
+                   `SIGN_WAIT`, otherwise `202` with a status monitor (and, with `webhook_url`, a \
+                   `WebhookEvent` POSTed there when the job ends; see `webhooks`).",
+    params(SignQuery),
+    responses(
+        (status = 200, description = "Signed", body = SignedBody),
+        (status = 202, description = "Accepted; poll `status_url` or wait for the webhook", body = PendingBody,
+            headers(
+                ("Location" = String, description = "The job's status monitor (`status_url`)"),
+                ("Retry-After" = u64, description = "Seconds before polling is worth it")
+            ),
+            links(("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let received = Instant::now();
     let input = input::from_query(query.as_deref(), &state.rules)?;
     sign(state, request_id, input, received).await
 }
 
 /// `POST /crypto/sign` with `{"message": …, "webhook_url": …}`.
+#[utoipa::path(
+    post,
+    path = "/crypto/sign",
+    tag = "signing",
+    operation_id = "sign_post",
+    summary = "Sign a message given in a JSON body",
+    description = "The same as `GET /crypto/sign`, for messages awkward in a query string.",
+    request_body = input::SignRequest,
+    responses(
+        (status = 200, description = "Signed", body = SignedBody),
+        (status = 202, description = "Accepted; poll `status_url` or wait for the webhook", body = PendingBody,
+            headers(
+                ("Location" = String, description = "The job's status monitor (`status_url`)"),
+                ("Retry-After" = u64, description = "Seconds before polling is worth it")
+            ),
+            links(("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")))))),
+        (status = 400, description = "Malformed request (including a body that is not a sign request)", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let received = Instant::now();
     let input = input::from_json(&body, &state.rules)?;
     sign(state, request_id, input, received).await
 }
 
-async fn sign(state: AppState, request_id: String, input: SignInput, received: Instant) -> Result<Response, ApiError> {
+async fn sign(state: AppState, request_id: String, input: SignInput, received: Instant) -> Result<Answer, ApiError> {
     let key = MessageKey::of(&input.message);
     let job_id = uuid::Uuid::new_v4().to_string();
     let mut job = JobRecord {
@@ -122,6 +215,7 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
         Some(result) => match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {
             Ok(Ok(true)) => {
                 metrics::counter!("sign_replies_total", "reply" => "immediate").increment(1);
+                state.recent.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
                 return answer_now(&job_id, &input.message, result);
             }
             Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
@@ -146,7 +240,9 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
 /// the budget cannot be read in time (no estimate, no refusal).
 /// Refuses (503) when the backlog could not be cleared within the horizon.
 async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option<Estimate>, ApiError> {
-    const UNSEEN_FOR: Duration = Duration::from_secs(10);
+    // Long enough for the signer to record the work item (milliseconds
+    // usually), short enough that messages finished since are not counted.
+    const UNSEEN_FOR: Duration = Duration::from_secs(2);
     let counts = {
         let items = state.work.items();
         if items.contains_key(key) {
@@ -217,13 +313,14 @@ async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool
     }
 }
 
-fn answer_now(job_id: &str, message: &str, result: ResultRecord) -> Result<Response, ApiError> {
+fn answer_now(job_id: &str, message: &str, result: ResultRecord) -> Result<Answer, ApiError> {
     match result.outcome {
-        Outcome::Signed { signature } => Ok((
-            StatusCode::OK,
-            axum::Json(json!({"id": job_id, "status": "signed", "message": message, "signature": signature})),
-        )
-            .into_response()),
+        Outcome::Signed { signature } => Ok(Answer::Signed(SignedBody {
+            id: job_id.to_owned(),
+            status: JobState::Signed,
+            message: message.to_owned(),
+            signature,
+        })),
         Outcome::Failed { reason } => Err(ApiError::SigningFailed { id: job_id.to_owned(), reason }),
     }
 }
@@ -243,7 +340,7 @@ pub fn status_url(state: &AppState, job_id: &str) -> String {
     }
 }
 
-fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Estimate>) -> Response {
+fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Estimate>) -> Answer {
     let url = status_url(state, job_id);
     // Worth asking again once the first call has had time to land.
     let retry_after = match expect {
@@ -251,19 +348,13 @@ fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Est
         None => retry_after_secs(state),
     };
     let first_call_at = expect.map(|e| SystemClock.now().plus(e.first_call_in).to_rfc3339());
-    let body = json!({
-        "id": job_id,
-        "status": "pending",
-        "message": input.message,
-        "status_url": url,
-        "webhook_url": input.webhook_url,
-        "retry_after_seconds": retry_after,
-        "estimated_first_call_at": first_call_at,
-    });
-    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&url) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-    response
+    Answer::Pending(PendingBody {
+        id: job_id.to_owned(),
+        status: JobState::Pending,
+        message: input.message.clone(),
+        status_url: url,
+        webhook_url: input.webhook_url.clone(),
+        retry_after_seconds: retry_after,
+        estimated_first_call_at: first_call_at,
+    })
 }

@@ -26,4 +26,6 @@ pub struct AppState {
     /// mirror may not show yet (a burst arrives faster than the signer
     /// records it): counted so a burst cannot overshoot the horizon.
     pub recent: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Recent webhook deliveries, for the status page.
+    pub deliveries: Arc<crate::status::DeliveryFeed>,
 }

@@ -343,3 +343,31 @@ async fn rejected_credentials_keep_the_jobs_and_make_the_signer_not_ready() {
     assert_eq!(job["status"], "pending", "the job is kept: {job}");
     assert!(job["last_error"].as_str().is_some_and(|e| e.contains("credentials")), "{job}");
 }
+
+#[tokio::test]
+async fn a_slow_client_cannot_hold_a_connection_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sys = spawn_system(Options::default()).await;
+    let addr = sys.api_url.trim_start_matches("http://").to_owned();
+    // Headers trickled and never finished: the server hangs up.
+    let mut slow_headers = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow_headers.write_all(b"GET /crypto/sign?message=x HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    // A body announced and never sent: the server answers 408 and hangs up.
+    let mut slow_body = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow_body
+        .write_all(b"POST /crypto/sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"mess")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(40), slow_headers.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a connection trickling its headers is still open after 40 s");
+    let mut answer = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(40), slow_body.read_to_end(&mut answer)).await;
+    assert!(answered.is_ok(), "a connection trickling its body is still open after 40 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    // And the service still serves.
+    let ok = send("after", sys.http.get(format!("{}/healthz", sys.api_url))).await;
+    assert_eq!(ok.status, 200);
+}
