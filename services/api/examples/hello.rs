@@ -14,7 +14,9 @@ use axum::routing::get;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let port: u16 = match std::env::args().nth(1) {
-        Some(p) => p.parse().map_err(|e| std::io::Error::other(format!("port {p:?}: {e}")))?,
+        Some(p) => p
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("port {p:?}: {e}")))?,
         None => 8099,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -93,9 +93,17 @@ fn parse_args() -> Plan {
             "--url" => url = Some(value.clone()),
             "--rate" => plan.rate = value.parse().unwrap_or_else(|_| bad("a number")),
             "--count" => plan.count = value.parse().unwrap_or_else(|_| bad("a whole number")),
-            "--duration" => plan.duration = humantime::parse_duration(&value).unwrap_or_else(|_| bad("a duration")),
-            "--connections" => plan.connections = value.parse().unwrap_or_else(|_| bad("a whole number")),
-            "--timeout" => plan.timeout = humantime::parse_duration(&value).unwrap_or_else(|_| bad("a duration")),
+            "--duration" => {
+                plan.duration =
+                    humantime::parse_duration(&value).unwrap_or_else(|_| bad("a duration"))
+            }
+            "--connections" => {
+                plan.connections = value.parse().unwrap_or_else(|_| bad("a whole number"))
+            }
+            "--timeout" => {
+                plan.timeout =
+                    humantime::parse_duration(&value).unwrap_or_else(|_| bad("a duration"))
+            }
             "--label" => plan.label = value.clone(),
             _ => usage(),
         }
@@ -107,8 +115,16 @@ fn parse_args() -> Plan {
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     plan.host = authority.to_owned();
-    plan.addr = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
-    plan.path = if path.is_empty() { "/".into() } else { path.to_owned() };
+    plan.addr = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    plan.path = if path.is_empty() {
+        "/".into()
+    } else {
+        path.to_owned()
+    };
     plan.connections = plan.connections.max(1);
     plan
 }
@@ -144,7 +160,11 @@ async fn main() {
         let i = ((p * l.len() as f64).ceil() as usize).clamp(1, l.len()) - 1;
         l[i] as f64 / 1000.0
     };
-    let statuses: Vec<String> = total.statuses.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+    let statuses: Vec<String> = total
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}:{n}"))
+        .collect();
     println!(
         "{} requests={} rps={:.1} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} status={} errors={} elapsed_s={:.2}",
         plan.label,
@@ -153,7 +173,11 @@ async fn main() {
         pct(0.50),
         pct(0.99),
         pct(1.0),
-        if statuses.is_empty() { "-".into() } else { statuses.join(",") },
+        if statuses.is_empty() {
+            "-".into()
+        } else {
+            statuses.join(",")
+        },
         total.errors,
         elapsed,
     );
@@ -171,7 +195,11 @@ async fn connection(plan: Arc<Plan>, next: Arc<AtomicU64>, start: Instant) -> Ta
         if i >= plan.count {
             break;
         }
-        let due = if plan.rate > 0.0 { start + Duration::from_secs_f64(i as f64 / plan.rate) } else { Instant::now() };
+        let due = if plan.rate > 0.0 {
+            start + Duration::from_secs_f64(i as f64 / plan.rate)
+        } else {
+            Instant::now()
+        };
         if due >= stop_sending {
             break;
         }
@@ -182,7 +210,12 @@ async fn connection(plan: Arc<Plan>, next: Arc<AtomicU64>, start: Instant) -> Ta
             plan.host
         );
         let deadline = (Instant::now() + plan.timeout).min(hard_stop);
-        match tokio::time::timeout_at(deadline, exchange(&plan.addr, &mut stream, &request, &mut buf)).await {
+        match tokio::time::timeout_at(
+            deadline,
+            exchange(&plan.addr, &mut stream, &request, &mut buf),
+        )
+        .await
+        {
             Ok(Ok(status)) => {
                 tally.latencies_us.push(due.elapsed().as_micros() as u64);
                 *tally.statuses.entry(status).or_default() += 1;
@@ -201,13 +234,20 @@ async fn connection(plan: Arc<Plan>, next: Arc<AtomicU64>, start: Instant) -> Ta
 
 /// Send one request on the connection (opening it if needed) and read the
 /// answer; returns its status.
-async fn exchange(addr: &str, stream: &mut Option<TcpStream>, request: &str, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+async fn exchange(
+    addr: &str,
+    stream: &mut Option<TcpStream>,
+    request: &str,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
     if stream.is_none() {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
         *stream = Some(s);
     }
-    let Some(s) = stream.as_mut() else { return Err(std::io::Error::other("no connection")) };
+    let Some(s) = stream.as_mut() else {
+        return Err(std::io::Error::other("no connection"));
+    };
     s.write_all(request.as_bytes()).await?;
     buf.clear();
     let head_end = loop {
@@ -229,7 +269,9 @@ async fn exchange(addr: &str, stream: &mut Option<TcpStream>, request: &str, buf
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
             match name.as_str() {
                 "content-length" => length = value.parse::<usize>().ok(),
-                "transfer-encoding" => return Err(std::io::Error::other("chunked answers are not supported")),
+                "transfer-encoding" => {
+                    return Err(std::io::Error::other("chunked answers are not supported"));
+                }
                 "connection" => close = value.eq_ignore_ascii_case("close"),
                 _ => {}
             }
@@ -249,7 +291,10 @@ async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> 
     let mut chunk = [0u8; 8192];
     let n = s.read(&mut chunk).await?;
     if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     buf.extend_from_slice(&chunk[..n]);
     Ok(())

@@ -119,6 +119,10 @@ pub enum ReplyCode {
     /// `202` with the status URL (a webhook follows, if one was given).
     #[serde(rename = "202")]
     Deferred,
+    /// `503`: accepting timed out; the caller was told to retry, and no
+    /// webhook follows even if the job was queued after all.
+    #[serde(rename = "503")]
+    Withdrawn,
 }
 
 /// Where a job's webhook delivery stands.

@@ -27,6 +27,8 @@ pub struct Config {
     /// New messages are refused (503) when the backlog could not be
     /// cleared within this long: better no promise than a broken one.
     pub backlog_horizon: Duration,
+    /// Known outcomes kept in memory for the cached-200 path (0 disables).
+    pub result_cache_entries: usize,
 }
 
 /// A variable that is set but invalid.
@@ -72,6 +74,9 @@ impl Config {
             rate_limit: text("UPSTREAM_RATE_LIMIT", "10").parse().map_err(|e| err("UPSTREAM_RATE_LIMIT", e))?,
             rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
             backlog_horizon: duration("BACKLOG_HORIZON", "24h")?,
+            result_cache_entries: text("RESULT_CACHE_ENTRIES", "20000")
+                .parse()
+                .map_err(|e| err("RESULT_CACHE_ENTRIES", e))?,
         };
         if config.sign_wait > MAX_SIGN_WAIT {
             return Err(err("SIGN_WAIT", "must be at most 1800ms so answers come within 2 s"));

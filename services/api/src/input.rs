@@ -126,7 +126,11 @@ fn decode_component(raw: &str, what: &str) -> Result<String, ApiError> {
         match input[i] {
             b'+' => bytes.push(b' '),
             b'%' => {
-                let hex = input.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                // Two hex digits exactly: `from_str_radix` alone would take `%+f`.
+                let hex = input
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         bytes.push(b);

@@ -65,6 +65,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         reply: job.reply.map(|r| match r {
             Reply::Immediate => ReplyCode::Immediate,
             Reply::Deferred => ReplyCode::Deferred,
+            Reply::Withdrawn => ReplyCode::Withdrawn,
         }),
         attempts,
         status,
@@ -81,7 +82,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
 
 fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> WebhookView {
     let before_delivery = |state| WebhookView { state, attempts: vec![], next_attempt_at: None };
-    if job.webhook_url.is_none() || job.reply == Some(Reply::Immediate) {
+    if job.webhook_url.is_none() || matches!(job.reply, Some(Reply::Immediate | Reply::Withdrawn)) {
         return before_delivery(WebhookState::NotRequired);
     }
     let Some(d) = delivery else {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
+pub mod result_cache;
 pub mod results_watch;
 pub mod sign;
 pub mod state;
@@ -89,7 +90,8 @@ pub async fn run(
     topo: Topology,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let results = results_watch::spawn(topo.results.clone(), shutdown.clone());
+    let cache = Arc::new(result_cache::ResultCache::new(config.result_cache_entries));
+    let results = results_watch::spawn(topo.results.clone(), Arc::clone(&cache), shutdown.clone());
     let work = Arc::new(wire_contract::mirror::Mirror::default());
     {
         let (work, store, shutdown) = (Arc::clone(&work), topo.work.clone(), shutdown.clone());
@@ -102,6 +104,6 @@ pub async fn run(
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
     let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
-    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries };
+    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries, cache };
     service_kit::serve_http(listener, app(state), shutdown).await
 }

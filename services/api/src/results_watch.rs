@@ -5,7 +5,9 @@
 //! watch is recreated when it fails; a request that misses an update still
 //! reads the bucket directly at its deadline.
 
+use crate::result_cache::ResultCache;
 use async_nats::jetstream::kv;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use wire_contract::mirror::follow_puts;
@@ -15,10 +17,12 @@ use wire_contract::records::ResultRecord;
 pub type Landed = (String, ResultRecord);
 
 /// Start following the results bucket; returns the sender to subscribe to.
-pub fn spawn(store: kv::Store, shutdown: CancellationToken) -> broadcast::Sender<Landed> {
+/// Every result also goes into `cache`.
+pub fn spawn(store: kv::Store, cache: Arc<ResultCache>, shutdown: CancellationToken) -> broadcast::Sender<Landed> {
     let (tx, _) = broadcast::channel(4096);
     let sender = tx.clone();
     tokio::spawn(follow_puts(store, "result", shutdown, move |key, record: ResultRecord| {
+        cache.insert(&key, record.outcome.clone());
         // No receivers is fine: nobody is waiting.
         let _ = tx.send((key, record));
     }));

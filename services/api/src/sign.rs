@@ -27,7 +27,7 @@ use wire_contract::{MessageKey, RecordError, load, names, publish_once, save};
 
 /// Time allowed for accepting a request (reading the cache, recording the
 /// job, publishing); past it the broker is too slow and we answer 503.
-const ACCEPT_WITHIN: Duration = Duration::from_millis(1000);
+const ACCEPT_WITHIN: Duration = Duration::from_millis(1500);
 /// Every answer leaves by this long after receipt.
 const ANSWER_WITHIN: Duration = Duration::from_millis(1900);
 
@@ -149,7 +149,7 @@ pub async fn post(
 async fn sign(state: AppState, request_id: String, input: SignInput, received: Instant) -> Result<Answer, ApiError> {
     let key = MessageKey::of(&input.message);
     let job_id = uuid::Uuid::new_v4().to_string();
-    let mut job = JobRecord {
+    let job = JobRecord {
         id: job_id.clone(),
         message: input.message.clone(),
         webhook_url: input.webhook_url.clone(),
@@ -162,23 +162,13 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
     let accept_by = received + ACCEPT_WITHIN;
     let answer_by = received + ANSWER_WITHIN;
 
-    let known = timeout_at(accept_by, load::<ResultRecord>(&state.topo.results, "result", key.as_str()))
-        .await
-        .map_err(|_| ApiError::Unavailable("reading results timed out".into()))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .value;
-    if let Some(result) = known {
+    if let Some(outcome) = known_outcome(&state, key.as_str(), accept_by).await? {
+        // Not recorded as a job: a known signature costs no NATS write, so
+        // this path runs at close to the speed of the HTTP server. The id is
+        // for the caller's correlation; there is no status resource for it.
         tracing::info!(job_id, message_key = %key, "answered from the signature cache");
         metrics::counter!("sign_cache_hits_total").increment(1);
-        job.reply = Some(Reply::Immediate);
-        let jobs = state.topo.jobs.clone();
-        // The status resource is a convenience for a 200; keep it off the answer path.
-        tokio::spawn(async move {
-            if let Err(e) = save(&jobs, &job.id, &job, 0).await {
-                tracing::debug!(job_id = %job.id, error = %e, "recording a cached answer failed");
-            }
-        });
-        return answer_now(&job_id, &input.message, result);
+        return answer_now(&job_id, &input.message, outcome);
     }
 
     let expect = expectations(&state, key.as_str(), accept_by).await?;
@@ -190,10 +180,17 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
             .map_err(|e| e.to_string())
     })
     .await;
-    match accepted {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(ApiError::Unavailable(e)),
-        Err(_) => return Err(ApiError::Unavailable("accepting the job timed out".into())),
+    let failure = match accepted {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("accepting the job timed out".to_owned()),
+    };
+    if let Some(e) = failure {
+        // The job may still have been queued (a write can land after we
+        // stopped waiting for its ack). The caller is told 503 and will
+        // retry, so make sure it is not also sent a webhook.
+        tokio::spawn(withdraw(state.topo.jobs.clone(), job));
+        return Err(ApiError::Unavailable(e));
     }
     tracing::info!(job_id, message_key = %key, "job accepted");
     metrics::counter!("sign_jobs_accepted_total").increment(1);
@@ -216,14 +213,14 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
             Ok(Ok(true)) => {
                 metrics::counter!("sign_replies_total", "reply" => "immediate").increment(1);
                 state.recent.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
-                return answer_now(&job_id, &input.message, result);
+                return answer_now(&job_id, &input.message, result.outcome);
             }
             Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
             Ok(Err(_)) | Err(_) => {
                 // Unknown whether the claim landed. We hold the signature: give
                 // it; at worst a webhook follows (never neither).
                 tracing::warn!(job_id, "reply claim unconfirmed; answering 200");
-                return answer_now(&job_id, &input.message, result);
+                return answer_now(&job_id, &input.message, result.outcome);
             }
         },
         None => {
@@ -274,6 +271,51 @@ async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option
     Ok(Some(estimate))
 }
 
+/// The outcome for `key` if known: from memory, else from the results bucket.
+async fn known_outcome(state: &AppState, key: &str, by: Instant) -> Result<Option<Outcome>, ApiError> {
+    if let Some(outcome) = state.cache.get(key) {
+        return Ok(Some(outcome));
+    }
+    let stored = timeout_at(by, load::<ResultRecord>(&state.topo.results, "result", key))
+        .await
+        .map_err(|_| ApiError::Unavailable("reading results timed out".into()))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .value;
+    Ok(stored.map(|r| {
+        state.cache.insert(key, r.outcome.clone());
+        r.outcome
+    }))
+}
+
+/// Mark a job whose caller was answered 503 as withdrawn (no webhook),
+/// creating the record if its own write never landed. Retried for a while:
+/// it must win before the job's outcome reaches the notifier.
+async fn withdraw(jobs: async_nats::jetstream::kv::Store, mut job: JobRecord) {
+    for _ in 0..60 {
+        match load::<JobRecord>(&jobs, "job", &job.id).await {
+            Ok(v) => {
+                let mut record = v.value.unwrap_or_else(|| job.clone());
+                if record.reply.is_some() {
+                    return;
+                }
+                record.reply = Some(Reply::Withdrawn);
+                match save(&jobs, &job.id, &record, v.revision).await {
+                    Ok(_) => {
+                        tracing::info!(job_id = %job.id, "job withdrawn after a 503");
+                        return;
+                    }
+                    Err(RecordError::Conflict) => continue,
+                    Err(_) => {}
+                }
+            }
+            Err(_) => {}
+        }
+        job.reply = None;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!(job_id = %job.id, "could not withdraw a job answered 503; a webhook may follow");
+}
+
 /// Wait until `deadline` for `key`'s result to land.
 async fn wait_for(
     landed: &mut broadcast::Receiver<crate::results_watch::Landed>,
@@ -313,8 +355,8 @@ async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool
     }
 }
 
-fn answer_now(job_id: &str, message: &str, result: ResultRecord) -> Result<Answer, ApiError> {
-    match result.outcome {
+fn answer_now(job_id: &str, message: &str, outcome: Outcome) -> Result<Answer, ApiError> {
+    match outcome {
         Outcome::Signed { signature } => Ok(Answer::Signed(SignedBody {
             id: job_id.to_owned(),
             status: JobState::Signed,

@@ -26,6 +26,8 @@ pub struct AppState {
     /// mirror may not show yet (a burst arrives faster than the signer
     /// records it): counted so a burst cannot overshoot the horizon.
     pub recent: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Known outcomes in memory (the cached-200 hot path).
+    pub cache: Arc<crate::result_cache::ResultCache>,
     /// Recent webhook deliveries, for the status page.
     pub deliveries: Arc<crate::status::DeliveryFeed>,
 }

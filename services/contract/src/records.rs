@@ -15,6 +15,9 @@ pub enum Reply {
     Immediate,
     /// Answered 202 (or never answered, e.g. the api died): a webhook is owed.
     Deferred,
+    /// Answered 503 because accepting took too long, though the job may
+    /// have been queued after all: no webhook (the caller was told to retry).
+    Withdrawn,
 }
 
 /// One caller's request. Key: the job id, in [`crate::names::JOBS_BUCKET`].

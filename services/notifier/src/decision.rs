@@ -30,6 +30,8 @@ pub enum NoWebhook {
     AnsweredImmediately,
     /// The caller gave no webhook URL (it polls the status resource).
     NoUrl,
+    /// The caller was answered 503 (accepting timed out) and will retry.
+    Withdrawn,
 }
 
 /// The next step for one job event.
@@ -84,6 +86,9 @@ pub fn decide(
     };
     if job.reply == Some(Reply::Immediate) {
         return Decision::NotRequired(NoWebhook::AnsweredImmediately);
+    }
+    if job.reply == Some(Reply::Withdrawn) {
+        return Decision::NotRequired(NoWebhook::Withdrawn);
     }
     if job.webhook_url.is_none() {
         return Decision::NotRequired(NoWebhook::NoUrl);
@@ -276,6 +281,15 @@ mod tests {
         assert_eq!(
             decide(at(0), Some(&deferred()), Some(&d), &POLICY),
             Decision::Deliver { attempt: 3 }
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_job_gets_no_webhook() {
+        let j = job(Some(Reply::Withdrawn), Some("https://example.com/hook"));
+        assert_eq!(
+            decide(at(0), Some(&j), None, &POLICY),
+            Decision::NotRequired(NoWebhook::Withdrawn)
         );
     }
 }
