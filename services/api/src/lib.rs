@@ -104,6 +104,6 @@ pub async fn run(
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
     let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
-    let state = AppState { topo, config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries, cache };
+    let state = AppState { topo: Arc::new(topo), config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries, cache };
     service_kit::serve_http(listener, app(state), shutdown).await
 }

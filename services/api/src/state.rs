@@ -12,8 +12,9 @@ use wire_contract::records::WorkItem;
 /// Handler state (cheap to clone).
 #[derive(Clone)]
 pub struct AppState {
-    /// Streams and buckets.
-    pub topo: Topology,
+    /// Streams and buckets (behind an `Arc`: axum clones the state for
+    /// every request, and a `Topology` clone copies every stream's config).
+    pub topo: Arc<Topology>,
     /// Configuration.
     pub config: Arc<Config>,
     /// Input rules derived from the config.

@@ -17,10 +17,12 @@ pub struct MessageKey(String);
 impl MessageKey {
     /// The key of `message`.
     pub fn of(message: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(message.as_bytes());
         let mut hex = String::with_capacity(64);
         for byte in digest {
-            hex.push_str(&format!("{byte:02x}"));
+            hex.push(HEX[usize::from(byte >> 4)] as char);
+            hex.push(HEX[usize::from(byte & 0xf)] as char);
         }
         Self(hex)
     }
