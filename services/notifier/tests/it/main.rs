@@ -249,8 +249,8 @@ fn signature_ok(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
 async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
     let mut it = Harness::start().await;
 
-    // Answered 202; the receiver fails twice with 500, then takes it.
-    it.receiver.script("flaky", 2, 500);
+    // Answered 202; the receiver fails three times with 500, then takes it.
+    it.receiver.script("flaky", 3, 500);
     it.job("job-deferred", Some("flaky"), Some(Reply::Deferred), now())
         .await;
     // Answered 200: no webhook, ever.
@@ -282,11 +282,11 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
 
     let record = it.settled("job-deferred", DeliveryState::Delivered).await;
     let statuses: Vec<Option<u16>> = record.attempts.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, vec![Some(500), Some(500), Some(200)]);
+    assert_eq!(statuses, vec![Some(500), Some(500), Some(500), Some(200)]);
     assert_eq!(record.next_attempt_at, None);
 
     let requests = it.receiver.requests("flaky");
-    assert_eq!(requests.len(), 3, "exactly three attempts");
+    assert_eq!(requests.len(), 4, "exactly four attempts, one successful");
     for r in &requests {
         let header = |n: &str| {
             r.headers
@@ -320,7 +320,7 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
     it.drained().await;
     assert_eq!(
         it.receiver.requests("flaky").len(),
-        3,
+        4,
         "a settled delivery is not repeated"
     );
 
