@@ -42,8 +42,11 @@ impl Pace {
     /// call frees its slot one window after it started, and so on.
     pub fn slot(&self, now: UnixMillis, calls: &[UnixMillis], j: usize) -> UnixMillis {
         let limit = self.limit.max(1) as usize;
-        let mut frees: Vec<UnixMillis> =
-            calls.iter().map(|c| c.plus(self.window)).filter(|t| *t > now).collect();
+        let mut frees: Vec<UnixMillis> = calls
+            .iter()
+            .map(|c| c.plus(self.window))
+            .filter(|t| *t > now)
+            .collect();
         frees.sort_unstable();
         frees.truncate(limit);
         let free_now = limit - frees.len();
@@ -60,7 +63,10 @@ impl Pace {
         // already retrying needs at least one more.
         let expected_calls = (pending.untried + 1) * 3 / 2 + pending.retrying;
         let clear = self.slot(now, calls, expected_calls.saturating_sub(1));
-        Estimate { first_call_in: first.since(now), clear_in: clear.since(now) }
+        Estimate {
+            first_call_in: first.since(now),
+            clear_in: clear.since(now),
+        }
     }
 }
 
@@ -68,7 +74,10 @@ impl Pace {
 mod tests {
     use super::*;
 
-    const PACE: Pace = Pace { limit: 10, window: Duration::from_secs(60) };
+    const PACE: Pace = Pace {
+        limit: 10,
+        window: Duration::from_secs(60),
+    };
 
     fn t(secs: u64) -> UnixMillis {
         UnixMillis(1_000_000_000 + secs * 1000)
@@ -94,14 +103,35 @@ mod tests {
 
     #[test]
     fn a_new_message_waits_for_untried_ones_ahead_of_it_not_for_retries() {
-        let few = PACE.estimate(t(0), &[], Pending { untried: 5, retrying: 500 });
+        let few = PACE.estimate(
+            t(0),
+            &[],
+            Pending {
+                untried: 5,
+                retrying: 500,
+            },
+        );
         assert_eq!(few.first_call_in, Duration::ZERO);
-        let many = PACE.estimate(t(0), &[], Pending { untried: 60, retrying: 0 });
+        let many = PACE.estimate(
+            t(0),
+            &[],
+            Pending {
+                untried: 60,
+                retrying: 0,
+            },
+        );
         assert_eq!(many.first_call_in, Duration::from_secs(360));
         // 61 new messages need about 91 calls: ten windows.
         assert_eq!(many.clear_in, Duration::from_secs(540));
         // A day's budget is 14,400 calls.
-        let huge = PACE.estimate(t(0), &[], Pending { untried: 10_000, retrying: 0 });
+        let huge = PACE.estimate(
+            t(0),
+            &[],
+            Pending {
+                untried: 10_000,
+                retrying: 0,
+            },
+        );
         assert!(huge.clear_in > Duration::from_secs(24 * 3600), "{huge:?}");
     }
 }

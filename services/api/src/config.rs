@@ -40,7 +40,10 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, problem: impl ToString) -> ConfigError {
-    ConfigError { var, problem: problem.to_string() }
+    ConfigError {
+        var,
+        problem: problem.to_string(),
+    }
 }
 
 /// The most the api ever waits before answering.
@@ -54,7 +57,8 @@ impl Config {
 
     /// Read from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
+        let text =
+            |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
         let duration = |var: &'static str, default: &str| {
             humantime::parse_duration(&text(var, default)).map_err(|e| err(var, e))
         };
@@ -62,16 +66,27 @@ impl Config {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<IpNet>().map_err(|e| err("WEBHOOK_ALLOWED_CIDRS", format!("{s}: {e}"))))
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .map_err(|e| err("WEBHOOK_ALLOWED_CIDRS", format!("{s}: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let config = Self {
-            addr: text("API_ADDR", "127.0.0.1:8080").parse().map_err(|e| err("API_ADDR", e))?,
+            addr: text("API_ADDR", "127.0.0.1:8080")
+                .parse()
+                .map_err(|e| err("API_ADDR", e))?,
             nats_url: text("NATS_URL", "nats://127.0.0.1:4222"),
             sign_wait: duration("SIGN_WAIT", "1500ms")?,
-            max_message_bytes: text("MAX_MESSAGE_BYTES", "4096").parse().map_err(|e| err("MAX_MESSAGE_BYTES", e))?,
+            max_message_bytes: text("MAX_MESSAGE_BYTES", "4096")
+                .parse()
+                .map_err(|e| err("MAX_MESSAGE_BYTES", e))?,
             webhook_allowed_cidrs: cidrs,
-            public_base_url: get("PUBLIC_BASE_URL").filter(|s| !s.is_empty()).map(|s| s.trim_end_matches('/').to_owned()),
-            rate_limit: text("UPSTREAM_RATE_LIMIT", "10").parse().map_err(|e| err("UPSTREAM_RATE_LIMIT", e))?,
+            public_base_url: get("PUBLIC_BASE_URL")
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_end_matches('/').to_owned()),
+            rate_limit: text("UPSTREAM_RATE_LIMIT", "10")
+                .parse()
+                .map_err(|e| err("UPSTREAM_RATE_LIMIT", e))?,
             rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
             backlog_horizon: duration("BACKLOG_HORIZON", "24h")?,
             result_cache_entries: text("RESULT_CACHE_ENTRIES", "20000")
@@ -79,13 +94,19 @@ impl Config {
                 .map_err(|e| err("RESULT_CACHE_ENTRIES", e))?,
         };
         if config.sign_wait > MAX_SIGN_WAIT {
-            return Err(err("SIGN_WAIT", "must be at most 1800ms so answers come within 2 s"));
+            return Err(err(
+                "SIGN_WAIT",
+                "must be at most 1800ms so answers come within 2 s",
+            ));
         }
         if config.max_message_bytes == 0 || config.max_message_bytes > 64 * 1024 {
             return Err(err("MAX_MESSAGE_BYTES", "must be between 1 and 65536"));
         }
         if config.rate_limit == 0 || config.rate_window.is_zero() {
-            return Err(err("UPSTREAM_RATE_LIMIT", "limit and window must be positive"));
+            return Err(err(
+                "UPSTREAM_RATE_LIMIT",
+                "limit and window must be positive",
+            ));
         }
         if let Some(base) = &config.public_base_url {
             url::Url::parse(base).map_err(|e| err("PUBLIC_BASE_URL", e))?;
@@ -100,8 +121,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

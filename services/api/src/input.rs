@@ -40,8 +40,15 @@ pub fn from_query(raw: Option<&str>, rules: &Rules) -> Result<SignInput, ApiErro
             _ => continue,
         };
         if slot.is_some() {
-            let shown = if name == "message" { "message" } else { "webhook_url" };
-            return Err(ApiError::bad_request("repeated-parameter", format!("{shown} is given more than once")));
+            let shown = if name == "message" {
+                "message"
+            } else {
+                "webhook_url"
+            };
+            return Err(ApiError::bad_request(
+                "repeated-parameter",
+                format!("{shown} is given more than once"),
+            ));
         }
         *slot = Some(decode_component(value, &name)?);
     }
@@ -72,7 +79,8 @@ pub fn webhook_url_schema() -> utoipa::openapi::Schema {
 
 /// [`webhook_url_schema`], or `null` (a JSON body may say so).
 fn webhook_url_or_null_schema() -> utoipa::openapi::Schema {
-    let null = utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null);
+    let null =
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null);
     let mut schema = webhook_url_any_of();
     schema.items.push(null.into());
     schema.into()
@@ -91,30 +99,51 @@ fn webhook_url_any_of() -> utoipa::openapi::schema::AnyOf {
         .build()
 }
 
-
 /// Parse a JSON body `{"message": …, "webhook_url": …}`.
 pub fn from_json(body: &[u8], rules: &Rules) -> Result<SignInput, ApiError> {
-    let parsed: SignRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid-json", format!("the body is not a valid sign request: {e}")))?;
+    let parsed: SignRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid-json",
+            format!("the body is not a valid sign request: {e}"),
+        )
+    })?;
     validate(parsed.message, parsed.webhook_url, rules)
 }
 
-fn validate(message: Option<String>, webhook: Option<String>, rules: &Rules) -> Result<SignInput, ApiError> {
+fn validate(
+    message: Option<String>,
+    webhook: Option<String>,
+    rules: &Rules,
+) -> Result<SignInput, ApiError> {
     let message = message.unwrap_or_default();
     if message.is_empty() {
-        return Err(ApiError::bad_request("missing-message", "the message parameter is required and must not be empty"));
+        return Err(ApiError::bad_request(
+            "missing-message",
+            "the message parameter is required and must not be empty",
+        ));
     }
     if message.len() > rules.max_message_bytes {
-        return Err(ApiError::MessageTooLong { actual: message.len(), limit: rules.max_message_bytes });
+        return Err(ApiError::MessageTooLong {
+            actual: message.len(),
+            limit: rules.max_message_bytes,
+        });
     }
     let webhook_url = match webhook.filter(|w| !w.is_empty()) {
         None => None,
         Some(w) => match egress_policy::check_url(&w, &rules.allowed_cidrs) {
             Ok(url) => Some(url.to_string()),
-            Err(refusal) => return Err(ApiError::bad_request("invalid-webhook-url", format!("webhook_url is not acceptable: {refusal}"))),
+            Err(refusal) => {
+                return Err(ApiError::bad_request(
+                    "invalid-webhook-url",
+                    format!("webhook_url is not acceptable: {refusal}"),
+                ));
+            }
         },
     };
-    Ok(SignInput { message, webhook_url })
+    Ok(SignInput {
+        message,
+        webhook_url,
+    })
 }
 
 /// Percent-decode a query component (`+` is a space), requiring UTF-8.
@@ -137,7 +166,10 @@ fn decode_component(raw: &str, what: &str) -> Result<String, ApiError> {
                         i += 2;
                     }
                     None => {
-                        return Err(ApiError::bad_request("bad-encoding", format!("{what} has an invalid percent-escape")));
+                        return Err(ApiError::bad_request(
+                            "bad-encoding",
+                            format!("{what} has an invalid percent-escape"),
+                        ));
                     }
                 }
             }
@@ -145,7 +177,8 @@ fn decode_component(raw: &str, what: &str) -> Result<String, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| ApiError::bad_request("bad-encoding", format!("{what} is not valid UTF-8")))
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("bad-encoding", format!("{what} is not valid UTF-8")))
 }
 
 #[cfg(test)]
@@ -153,7 +186,10 @@ mod tests {
     use super::*;
 
     fn rules() -> Rules {
-        Rules { max_message_bytes: 16, allowed_cidrs: vec![] }
+        Rules {
+            max_message_bytes: 16,
+            allowed_cidrs: vec![],
+        }
     }
 
     fn kind(e: ApiError) -> &'static str {
@@ -166,7 +202,11 @@ mod tests {
 
     #[test]
     fn decodes_percent_and_plus_and_takes_the_alias() {
-        let i = from_query(Some("message=a%2Bb+c%26&callback_url=https%3A%2F%2Fexample.com%2Fh"), &rules()).expect("valid");
+        let i = from_query(
+            Some("message=a%2Bb+c%26&callback_url=https%3A%2F%2Fexample.com%2Fh"),
+            &rules(),
+        )
+        .expect("valid");
         assert_eq!(i.message, "a+b c&");
         assert_eq!(i.webhook_url.as_deref(), Some("https://example.com/h"));
     }
@@ -174,25 +214,89 @@ mod tests {
     #[test]
     fn every_bad_input_has_its_own_problem() {
         let r = rules();
-        assert_eq!(kind(from_query(None, &r).err().expect("bad")), "missing-message");
-        assert_eq!(kind(from_query(Some("message="), &r).err().expect("bad")), "missing-message");
-        assert_eq!(kind(from_query(Some("message=a&message=b"), &r).err().expect("bad")), "repeated-parameter");
-        assert_eq!(kind(from_query(Some("message=%zz"), &r).err().expect("bad")), "bad-encoding");
-        assert_eq!(kind(from_query(Some("message=%ff%fe"), &r).err().expect("bad")), "bad-encoding");
-        assert_eq!(kind(from_query(Some("message=%"), &r).err().expect("bad")), "bad-encoding");
-        assert_eq!(kind(from_query(Some(&format!("message={}", "x".repeat(17))), &r).err().expect("bad")), "too-long");
-        assert_eq!(kind(from_query(Some("message=a&webhook_url=ftp://x.example/"), &r).err().expect("bad")), "invalid-webhook-url");
-        assert_eq!(kind(from_query(Some("message=a&webhook_url=/relative"), &r).err().expect("bad")), "invalid-webhook-url");
-        assert_eq!(kind(from_query(Some("message=a&webhook_url=http://127.0.0.1/"), &r).err().expect("bad")), "invalid-webhook-url");
-        assert_eq!(kind(from_json(b"{", &r).err().expect("bad")), "invalid-json");
-        assert_eq!(kind(from_json(br#"{"message": 5}"#, &r).err().expect("bad")), "invalid-json");
-        assert_eq!(kind(from_json(br#"{"message": "a", "extra": 1}"#, &r).err().expect("bad")), "invalid-json");
+        assert_eq!(
+            kind(from_query(None, &r).expect_err("bad")),
+            "missing-message"
+        );
+        assert_eq!(
+            kind(from_query(Some("message="), &r).expect_err("bad")),
+            "missing-message"
+        );
+        assert_eq!(
+            kind(
+                from_query(Some("message=a&message=b"), &r)
+                    .expect_err("bad")
+            ),
+            "repeated-parameter"
+        );
+        assert_eq!(
+            kind(from_query(Some("message=%zz"), &r).expect_err("bad")),
+            "bad-encoding"
+        );
+        assert_eq!(
+            kind(from_query(Some("message=%ff%fe"), &r).expect_err("bad")),
+            "bad-encoding"
+        );
+        assert_eq!(
+            kind(from_query(Some("message=%"), &r).expect_err("bad")),
+            "bad-encoding"
+        );
+        assert_eq!(
+            kind(
+                from_query(Some(&format!("message={}", "x".repeat(17))), &r)
+                    .expect_err("bad")
+            ),
+            "too-long"
+        );
+        assert_eq!(
+            kind(
+                from_query(Some("message=a&webhook_url=ftp://x.example/"), &r)
+                    .expect_err("bad")
+            ),
+            "invalid-webhook-url"
+        );
+        assert_eq!(
+            kind(
+                from_query(Some("message=a&webhook_url=/relative"), &r)
+                    .expect_err("bad")
+            ),
+            "invalid-webhook-url"
+        );
+        assert_eq!(
+            kind(
+                from_query(Some("message=a&webhook_url=http://127.0.0.1/"), &r)
+                    .expect_err("bad")
+            ),
+            "invalid-webhook-url"
+        );
+        assert_eq!(
+            kind(from_json(b"{", &r).expect_err("bad")),
+            "invalid-json"
+        );
+        assert_eq!(
+            kind(from_json(br#"{"message": 5}"#, &r).expect_err("bad")),
+            "invalid-json"
+        );
+        assert_eq!(
+            kind(
+                from_json(br#"{"message": "a", "extra": 1}"#, &r)
+                    .expect_err("bad")
+            ),
+            "invalid-json"
+        );
     }
 
     #[test]
     fn allowed_ranges_open_private_webhooks() {
-        let r = Rules { max_message_bytes: 16, allowed_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")] };
-        let i = from_json(br#"{"message":"hi","webhook_url":"http://127.0.0.1:9/h"}"#, &r).expect("valid");
+        let r = Rules {
+            max_message_bytes: 16,
+            allowed_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        };
+        let i = from_json(
+            br#"{"message":"hi","webhook_url":"http://127.0.0.1:9/h"}"#,
+            &r,
+        )
+        .expect("valid");
         assert_eq!(i.webhook_url.as_deref(), Some("http://127.0.0.1:9/h"));
     }
 }

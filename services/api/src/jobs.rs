@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use wire_contract::messages::Outcome;
-use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord, WorkItem};
+use wire_contract::records::{
+    DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord, WorkItem,
+};
 use wire_contract::{MessageKey, load};
 
 /// Show a job: pending, signed or failed; attempts; webhook delivery.
@@ -28,7 +30,10 @@ use wire_contract::{MessageKey, load};
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::UnknownJob(id));
     }
@@ -39,21 +44,40 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         .value
         .ok_or_else(|| ApiError::UnknownJob(id.clone()))?;
     let key = MessageKey::of(&job.message);
-    let result = load::<ResultRecord>(&state.topo.results, "result", key.as_str()).await.map_err(unavailable)?.value;
+    let result = load::<ResultRecord>(&state.topo.results, "result", key.as_str())
+        .await
+        .map_err(unavailable)?
+        .value;
     let work = match result {
         Some(_) => None,
-        None => load::<WorkItem>(&state.topo.work, "work item", key.as_str()).await.map_err(unavailable)?.value,
+        None => {
+            load::<WorkItem>(&state.topo.work, "work item", key.as_str())
+                .await
+                .map_err(unavailable)?
+                .value
+        }
     };
-    let delivery = load::<DeliveryRecord>(&state.topo.deliveries, "delivery", &id).await.map_err(unavailable)?.value;
+    let delivery = load::<DeliveryRecord>(&state.topo.deliveries, "delivery", &id)
+        .await
+        .map_err(unavailable)?
+        .value;
 
     let (status, attempts, signature, error, last_error) = match result {
         Some(r) => match r.outcome {
-            Outcome::Signed { signature } => (JobState::Signed, r.attempts, Some(signature), None, None),
+            Outcome::Signed { signature } => {
+                (JobState::Signed, r.attempts, Some(signature), None, None)
+            }
             Outcome::Failed { reason } => (JobState::Failed, r.attempts, None, Some(reason), None),
         },
         None => {
             let attempts = work.as_ref().map(|w| w.attempts).unwrap_or(0);
-            (JobState::Pending, attempts, None, None, Some(work.and_then(|w| w.last_error)))
+            (
+                JobState::Pending,
+                attempts,
+                None,
+                None,
+                Some(work.and_then(|w| w.last_error)),
+            )
         }
     };
     let body = JobStatus {
@@ -75,13 +99,20 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     };
     let mut response = axum::Json(body).into_response();
     if status == JobState::Pending {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(&state)));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(&state)),
+        );
     }
     Ok(response)
 }
 
 fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> WebhookView {
-    let before_delivery = |state| WebhookView { state, attempts: vec![], next_attempt_at: None };
+    let before_delivery = |state| WebhookView {
+        state,
+        attempts: vec![],
+        next_attempt_at: None,
+    };
     if job.webhook_url.is_none() || matches!(job.reply, Some(Reply::Immediate | Reply::Withdrawn)) {
         return before_delivery(WebhookState::NotRequired);
     }
@@ -97,7 +128,16 @@ fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> WebhookVi
     let attempts = d
         .attempts
         .iter()
-        .map(|a| WebhookAttempt { at: a.at.to_rfc3339(), status: a.status, error: a.error.clone(), latency_ms: a.latency_ms })
+        .map(|a| WebhookAttempt {
+            at: a.at.to_rfc3339(),
+            status: a.status,
+            error: a.error.clone(),
+            latency_ms: a.latency_ms,
+        })
         .collect();
-    WebhookView { state, attempts, next_attempt_at: Some(d.next_attempt_at.map(|t| t.to_rfc3339())) }
+    WebhookView {
+        state,
+        attempts,
+        next_attempt_at: Some(d.next_attempt_at.map(|t| t.to_rfc3339())),
+    }
 }

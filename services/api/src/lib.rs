@@ -79,7 +79,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     match tokio::time::timeout(std::time::Duration::from_millis(1500), state.topo.check()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS did not answer in time".into(),
+        ),
     }
 }
 
@@ -100,10 +103,26 @@ pub async fn run(
     tokio::spawn(metrics::report_backlog(Arc::clone(&work), shutdown.clone()));
     let deliveries = Arc::new(status::DeliveryFeed::default());
     {
-        let (feed, store, shutdown) = (Arc::clone(&deliveries), topo.deliveries.clone(), shutdown.clone());
+        let (feed, store, shutdown) = (
+            Arc::clone(&deliveries),
+            topo.deliveries.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
-    let rules = Rules { max_message_bytes: config.max_message_bytes, allowed_cidrs: config.webhook_allowed_cidrs.clone() };
-    let state = AppState { topo: Arc::new(topo), config: Arc::new(config), rules: Arc::new(rules), results, work, recent: Default::default(), deliveries, cache };
+    let rules = Rules {
+        max_message_bytes: config.max_message_bytes,
+        allowed_cidrs: config.webhook_allowed_cidrs.clone(),
+    };
+    let state = AppState {
+        topo: Arc::new(topo),
+        config: Arc::new(config),
+        rules: Arc::new(rules),
+        results,
+        work,
+        recent: Default::default(),
+        deliveries,
+        cache,
+    };
     service_kit::serve_http(listener, app(state), shutdown).await
 }

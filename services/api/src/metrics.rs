@@ -25,7 +25,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -38,7 +39,8 @@ pub async fn report_backlog(work: Arc<Mirror<WorkItem>>, shutdown: CancellationT
         };
         let now = SystemClock.now();
         metrics::gauge!("sign_pending_messages").set(pending as f64);
-        metrics::gauge!("sign_oldest_pending_age_seconds").set(oldest.map(|t| now.since(t).as_secs_f64()).unwrap_or(0.0));
+        metrics::gauge!("sign_oldest_pending_age_seconds")
+            .set(oldest.map(|t| now.since(t).as_secs_f64()).unwrap_or(0.0));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.cancelled() => return,

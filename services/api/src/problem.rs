@@ -64,7 +64,9 @@ pub enum ApiError {
         reason: String,
     },
     /// The backlog cannot be cleared within the promised horizon.
-    #[error("the signing backlog would take {clear_in_secs} s to clear, over the {horizon_secs} s this service promises; retry later")]
+    #[error(
+        "the signing backlog would take {clear_in_secs} s to clear, over the {horizon_secs} s this service promises; retry later"
+    )]
     Overloaded {
         /// Estimated time to clear, with this message.
         clear_in_secs: u64,
@@ -81,17 +83,36 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with a slug and detail.
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { kind, detail: detail.into() }
+        ApiError::BadRequest {
+            kind,
+            detail: detail.into(),
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::BadRequest { kind, .. } => (StatusCode::BAD_REQUEST, kind, "Invalid request"),
-            ApiError::MessageTooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message-too-long", "Message too long"),
+            ApiError::MessageTooLong { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "message-too-long",
+                "Message too long",
+            ),
             ApiError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown-job", "Unknown job"),
-            ApiError::SigningFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "signing-failed", "The upstream refused to sign this message"),
-            ApiError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backlog-full", "Backlog full"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable"),
+            ApiError::SigningFailed { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "signing-failed",
+                "The upstream refused to sign this message",
+            ),
+            ApiError::Overloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backlog-full",
+                "Backlog full",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+            ),
         }
     }
 }
@@ -119,14 +140,22 @@ impl IntoResponse for ApiError {
             id: job,
         };
         // Plain strings and a number: serialisation cannot fail.
-        let mut response = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        let mut response =
+            (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match self {
             ApiError::Unavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::Overloaded { retry_after, .. } => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}
         }
@@ -140,7 +169,10 @@ impl IntoResponse for ApiError {
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Middleware: answer `408` (problem+json) past [`REQUEST_TIMEOUT`].
-pub async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn request_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -151,7 +183,10 @@ pub async fn request_timeout(request: axum::extract::Request, next: axum::middle
                 "detail": "the request was not received and answered within 10 s",
             });
             let mut response = (StatusCode::REQUEST_TIMEOUT, body.to_string()).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
             response
         }
     }

@@ -18,12 +18,19 @@ pub struct ResultCache {
 impl ResultCache {
     /// An empty cache holding up to `capacity` outcomes (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self { entries: RwLock::new(HashMap::new()), capacity }
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
     }
 
     /// The outcome for `key`, if cached.
     pub fn get(&self, key: &str) -> Option<Outcome> {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Remember `outcome` for `key`.
@@ -32,11 +39,10 @@ impl ResultCache {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity && !entries.contains_key(key) {
-            if let Some(victim) = entries.keys().next().cloned() {
+        if entries.len() >= self.capacity && !entries.contains_key(key)
+            && let Some(victim) = entries.keys().next().cloned() {
                 entries.remove(&victim);
             }
-        }
         entries.insert(key.to_owned(), outcome);
     }
 
@@ -56,7 +62,9 @@ mod tests {
     use super::*;
 
     fn signed(s: &str) -> Outcome {
-        Outcome::Signed { signature: s.to_owned() }
+        Outcome::Signed {
+            signature: s.to_owned(),
+        }
     }
 
     #[test]

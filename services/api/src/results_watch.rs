@@ -18,13 +18,22 @@ pub type Landed = (String, ResultRecord);
 
 /// Start following the results bucket; returns the sender to subscribe to.
 /// Every result also goes into `cache`.
-pub fn spawn(store: kv::Store, cache: Arc<ResultCache>, shutdown: CancellationToken) -> broadcast::Sender<Landed> {
+pub fn spawn(
+    store: kv::Store,
+    cache: Arc<ResultCache>,
+    shutdown: CancellationToken,
+) -> broadcast::Sender<Landed> {
     let (tx, _) = broadcast::channel(4096);
     let sender = tx.clone();
-    tokio::spawn(follow_puts(store, "result", shutdown, move |key, record: ResultRecord| {
-        cache.insert(&key, record.outcome.clone());
-        // No receivers is fine: nobody is waiting.
-        let _ = tx.send((key, record));
-    }));
+    tokio::spawn(follow_puts(
+        store,
+        "result",
+        shutdown,
+        move |key, record: ResultRecord| {
+            cache.insert(&key, record.outcome.clone());
+            // No receivers is fine: nobody is waiting.
+            let _ = tx.send((key, record));
+        },
+    ));
     sender
 }

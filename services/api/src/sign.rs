@@ -51,7 +51,9 @@ impl IntoResponse for Answer {
                 if let Some(v) = location {
                     response.headers_mut().insert(header::LOCATION, v);
                 }
-                response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after);
                 response
             }
         }
@@ -146,7 +148,12 @@ pub async fn post(
     sign(state, request_id, input, received).await
 }
 
-async fn sign(state: AppState, request_id: String, input: SignInput, received: Instant) -> Result<Answer, ApiError> {
+async fn sign(
+    state: AppState,
+    request_id: String,
+    input: SignInput,
+    received: Instant,
+) -> Result<Answer, ApiError> {
     let key = MessageKey::of(&input.message);
     let job_id = uuid::Uuid::new_v4().to_string();
     if let Some(outcome) = state.cache.get(key.as_str()) {
@@ -179,12 +186,23 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
     }
 
     let expect = expectations(&state, key.as_str(), accept_by).await?;
-    let request = SignRequestV1 { job_id: job_id.clone(), message: input.message.clone() };
+    let request = SignRequestV1 {
+        job_id: job_id.clone(),
+        message: input.message.clone(),
+    };
     let accepted = timeout_at(accept_by, async {
-        save(&state.topo.jobs, &job_id, &job, 0).await.map_err(|e| e.to_string())?;
-        publish_once(&state.topo.js, names::REQUESTS_SUBJECT, &job_id, &request_id, &request)
+        save(&state.topo.jobs, &job_id, &job, 0)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        publish_once(
+            &state.topo.js,
+            names::REQUESTS_SUBJECT,
+            &job_id,
+            &request_id,
+            &request,
+        )
+        .await
+        .map_err(|e| e.to_string())
     })
     .await;
     let failure = match accepted {
@@ -211,27 +229,40 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
     if result.is_none() {
         // The watch may have missed it (e.g. across a broker restart).
         let check_by = answer_by - Duration::from_millis(150);
-        if let Ok(Ok(v)) = timeout_at(check_by, load::<ResultRecord>(&state.topo.results, "result", key.as_str())).await {
+        if let Ok(Ok(v)) = timeout_at(
+            check_by,
+            load::<ResultRecord>(&state.topo.results, "result", key.as_str()),
+        )
+        .await
+        {
             result = v.value;
         }
     }
     match result {
-        Some(result) => match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {
-            Ok(Ok(true)) => {
-                metrics::counter!("sign_replies_total", "reply" => "immediate").increment(1);
-                state.recent.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
-                return answer_now(&job_id, &input.message, result.outcome);
+        Some(result) => {
+            match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {
+                Ok(Ok(true)) => {
+                    metrics::counter!("sign_replies_total", "reply" => "immediate").increment(1);
+                    state
+                        .recent
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(key.as_str());
+                    return answer_now(&job_id, &input.message, result.outcome);
+                }
+                Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
+                Ok(Err(_)) | Err(_) => {
+                    // Unknown whether the claim landed. We hold the signature: give
+                    // it; at worst a webhook follows (never neither).
+                    tracing::warn!(job_id, "reply claim unconfirmed; answering 200");
+                    return answer_now(&job_id, &input.message, result.outcome);
+                }
             }
-            Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
-            Ok(Err(_)) | Err(_) => {
-                // Unknown whether the claim landed. We hold the signature: give
-                // it; at worst a webhook follows (never neither).
-                tracing::warn!(job_id, "reply claim unconfirmed; answering 200");
-                return answer_now(&job_id, &input.message, result.outcome);
-            }
-        },
+        }
         None => {
-            if let Ok(Ok(false)) = timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Deferred)).await {
+            if let Ok(Ok(false)) =
+                timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Deferred)).await
+            {
                 tracing::warn!(job_id, "reply already decided as immediate");
             }
         }
@@ -243,7 +274,11 @@ async fn sign(state: AppState, request_id: String, input: SignInput, received: I
 /// Expectations for a new message, or `None` when it is already queued or
 /// the budget cannot be read in time (no estimate, no refusal).
 /// Refuses (503) when the backlog could not be cleared within the horizon.
-async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option<Estimate>, ApiError> {
+async fn expectations(
+    state: &AppState,
+    key: &str,
+    by: Instant,
+) -> Result<Option<Estimate>, ApiError> {
     // Long enough for the signer to record the work item (milliseconds
     // usually), short enough that messages finished since are not counted.
     const UNSEEN_FOR: Duration = Duration::from_secs(2);
@@ -254,16 +289,30 @@ async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option
         }
         let mut recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.retain(|_, at| at.elapsed() < UNSEEN_FOR);
-        let unseen = recent.keys().filter(|k| k.as_str() != key && !items.contains_key(*k)).count();
+        let unseen = recent
+            .keys()
+            .filter(|k| k.as_str() != key && !items.contains_key(*k))
+            .count();
         recent.insert(key.to_owned(), std::time::Instant::now());
         let untried = items.values().filter(|w| w.attempts == 0).count() + unseen;
-        Pending { untried, retrying: items.len() + unseen - untried }
+        Pending {
+            untried,
+            retrying: items.len() + unseen - untried,
+        }
     };
-    let calls = match timeout_at(by, load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY)).await {
+    let calls = match timeout_at(
+        by,
+        load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY),
+    )
+    .await
+    {
         Ok(Ok(v)) => v.value.unwrap_or_default().calls,
         _ => return Ok(None),
     };
-    let pace = Pace { limit: state.config.rate_limit, window: state.config.rate_window };
+    let pace = Pace {
+        limit: state.config.rate_limit,
+        window: state.config.rate_window,
+    };
     let estimate = pace.estimate(SystemClock.now(), &calls, counts);
     let horizon = state.config.backlog_horizon;
     if estimate.clear_in > horizon {
@@ -279,7 +328,11 @@ async fn expectations(state: &AppState, key: &str, by: Instant) -> Result<Option
 }
 
 /// The outcome for `key` from the results bucket, remembered in memory.
-async fn known_outcome(state: &AppState, key: &str, by: Instant) -> Result<Option<Outcome>, ApiError> {
+async fn known_outcome(
+    state: &AppState,
+    key: &str,
+    by: Instant,
+) -> Result<Option<Outcome>, ApiError> {
     let stored = timeout_at(by, load::<ResultRecord>(&state.topo.results, "result", key))
         .await
         .map_err(|_| ApiError::Unavailable("reading results timed out".into()))?
@@ -296,23 +349,20 @@ async fn known_outcome(state: &AppState, key: &str, by: Instant) -> Result<Optio
 /// it must win before the job's outcome reaches the notifier.
 async fn withdraw(jobs: async_nats::jetstream::kv::Store, mut job: JobRecord) {
     for _ in 0..60 {
-        match load::<JobRecord>(&jobs, "job", &job.id).await {
-            Ok(v) => {
-                let mut record = v.value.unwrap_or_else(|| job.clone());
-                if record.reply.is_some() {
+        if let Ok(v) = load::<JobRecord>(&jobs, "job", &job.id).await {
+            let mut record = v.value.unwrap_or_else(|| job.clone());
+            if record.reply.is_some() {
+                return;
+            }
+            record.reply = Some(Reply::Withdrawn);
+            match save(&jobs, &job.id, &record, v.revision).await {
+                Ok(_) => {
+                    tracing::info!(job_id = %job.id, "job withdrawn after a 503");
                     return;
                 }
-                record.reply = Some(Reply::Withdrawn);
-                match save(&jobs, &job.id, &record, v.revision).await {
-                    Ok(_) => {
-                        tracing::info!(job_id = %job.id, "job withdrawn after a 503");
-                        return;
-                    }
-                    Err(RecordError::Conflict) => continue,
-                    Err(_) => {}
-                }
+                Err(RecordError::Conflict) => continue,
+                Err(_) => {}
             }
-            Err(_) => {}
         }
         job.reply = None;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -346,7 +396,9 @@ async fn wait_for(
 async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool, RecordError> {
     loop {
         let v = load::<JobRecord>(&state.topo.jobs, "job", job_id).await?;
-        let Some(mut job) = v.value else { return Ok(false) };
+        let Some(mut job) = v.value else {
+            return Ok(false);
+        };
         if let Some(reply) = job.reply {
             return Ok(reply == want);
         }
@@ -367,13 +419,17 @@ fn answer_now(job_id: &str, message: &str, outcome: Outcome) -> Result<Answer, A
             message: message.to_owned(),
             signature,
         })),
-        Outcome::Failed { reason } => Err(ApiError::SigningFailed { id: job_id.to_owned(), reason }),
+        Outcome::Failed { reason } => Err(ApiError::SigningFailed {
+            id: job_id.to_owned(),
+            reason,
+        }),
     }
 }
 
 /// Seconds until a retry is worth it: one budget slot's worth of time.
 pub fn retry_after_secs(state: &AppState) -> u64 {
-    let per_call = state.config.rate_window.as_secs_f64() / f64::from(state.config.rate_limit.max(1));
+    let per_call =
+        state.config.rate_window.as_secs_f64() / f64::from(state.config.rate_limit.max(1));
     per_call.ceil().max(1.0) as u64
 }
 

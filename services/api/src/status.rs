@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use wire_contract::mirror::follow_puts;
 use wire_contract::records::{DeliveryRecord, DeliveryState, LimiterState, RecentCalls};
 use wire_contract::time::{Clock, SystemClock};
-use wire_contract::mirror::follow_puts;
 use wire_contract::{load, names};
 
 const PAGE: &str = include_str!("status_page.html");
@@ -70,7 +70,13 @@ impl DeliveryFeed {
 
     /// Follow the deliveries bucket (new changes only) until `shutdown`.
     pub async fn follow(&self, store: kv::Store, shutdown: CancellationToken) {
-        follow_puts(store, "delivery", shutdown, |key, record: DeliveryRecord| self.push(&key, &record)).await;
+        follow_puts(
+            store,
+            "delivery",
+            shutdown,
+            |key, record: DeliveryRecord| self.push(&key, &record),
+        )
+        .await;
     }
 }
 
@@ -115,12 +121,13 @@ pub async fn data(State(state): State<AppState>) -> Response {
         .collect();
     let used = slots.len();
     slots.truncate(limit as usize);
-    let recent_calls = load::<RecentCalls>(&state.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
-        .await
-        .ok()
-        .and_then(|v| v.value)
-        .unwrap_or_default()
-        .calls;
+    let recent_calls =
+        load::<RecentCalls>(&state.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
+            .await
+            .ok()
+            .and_then(|v| v.value)
+            .unwrap_or_default()
+            .calls;
     let calls_json: Vec<Value> = recent_calls
         .iter()
         .rev()
@@ -128,8 +135,16 @@ pub async fn data(State(state): State<AppState>) -> Response {
         .map(|c| json!({"at": c.at.to_rfc3339(), "ago_s": now.since(c.at).as_secs(), "message_key": c.message_key, "outcome": c.outcome, "detail": c.detail, "latency_ms": c.latency_ms}))
         .collect();
     let (deliveries, totals) = {
-        let recent = state.deliveries.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let totals = *state.deliveries.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = state
+            .deliveries
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let totals = *state
+            .deliveries
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         (recent.iter().rev().cloned().collect::<Vec<_>>(), totals)
     };
     axum::Json(json!({

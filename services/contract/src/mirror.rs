@@ -23,7 +23,10 @@ pub struct Mirror<T> {
 
 impl<T> Default for Mirror<T> {
     fn default() -> Self {
-        Self { items: Mutex::new(HashMap::new()), changed: Notify::new() }
+        Self {
+            items: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+        }
     }
 }
 
@@ -110,9 +113,10 @@ impl<T: DeserializeOwned> Mirror<T> {
                             None => map.remove(&entry.key),
                         };
                         if entry.delta == 0
-                            && let Some(map) = initial.take() {
-                                self.replace_all(map);
-                            }
+                            && let Some(map) = initial.take()
+                        {
+                            self.replace_all(map);
+                        }
                     }
                     None => self.apply(&entry.key, value),
                 }
@@ -151,10 +155,14 @@ pub async fn follow_puts<T: DeserializeOwned>(
                 _ = shutdown.cancelled() => return,
             };
             match next {
-                Some(Ok(entry)) if entry.operation == Operation::Put => match decode::<T>(what, &entry.value) {
-                    Ok(value) => on_put(entry.key, value),
-                    Err(e) => tracing::error!(key = %entry.key, error = %e, "undecodable value ignored"),
-                },
+                Some(Ok(entry)) if entry.operation == Operation::Put => {
+                    match decode::<T>(what, &entry.value) {
+                        Ok(value) => on_put(entry.key, value),
+                        Err(e) => {
+                            tracing::error!(key = %entry.key, error = %e, "undecodable value ignored")
+                        }
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!(what, error = %e, "bucket watch failed; recreating");

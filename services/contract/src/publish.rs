@@ -34,8 +34,14 @@ pub async fn publish_once<T: Serialize>(
     let ack = js
         .send_publish(subject, publish)
         .await
-        .map_err(|e| PublishError { subject, source: e.into() })?
+        .map_err(|e| PublishError {
+            subject,
+            source: e.into(),
+        })?
         .await
-        .map_err(|e| PublishError { subject, source: e.into() })?;
+        .map_err(|e| PublishError {
+            subject,
+            source: e.into(),
+        })?;
     Ok(ack.duplicate)
 }

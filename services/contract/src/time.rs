@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct UnixMillis(pub u64);
 
@@ -70,7 +72,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         UnixMillis(d.as_millis() as u64)
     }
 }
@@ -82,7 +86,13 @@ mod tests {
     #[test]
     fn rfc3339_renders_known_instants() {
         assert_eq!(UnixMillis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(UnixMillis(951_782_400_123).to_rfc3339(), "2000-02-29T00:00:00.123Z");
-        assert_eq!(UnixMillis(1_795_000_000_000).to_rfc3339(), "2026-11-18T11:06:40.000Z");
+        assert_eq!(
+            UnixMillis(951_782_400_123).to_rfc3339(),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            UnixMillis(1_795_000_000_000).to_rfc3339(),
+            "2026-11-18T11:06:40.000Z"
+        );
     }
 }

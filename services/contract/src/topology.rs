@@ -66,7 +66,10 @@ impl Topology {
             let name = leak_name(&config.name);
             js.create_or_update_stream(config)
                 .await
-                .map_err(|e| TopologyError::Stream { name, source: e.into() })?;
+                .map_err(|e| TopologyError::Stream {
+                    name,
+                    source: e.into(),
+                })?;
         }
         let bucket = |name: &'static str, max_age: Duration| kv::Config {
             bucket: name.to_owned(),
@@ -81,7 +84,10 @@ impl Topology {
                 let name = leak_name(&config.bucket);
                 js.create_or_update_key_value(config)
                     .await
-                    .map_err(|e| TopologyError::Bucket { name, source: e.into() })
+                    .map_err(|e| TopologyError::Bucket {
+                        name,
+                        source: e.into(),
+                    })
             }
         };
         Ok(Self {
@@ -101,7 +107,10 @@ impl Topology {
             self.js
                 .get_stream(&config.name)
                 .await
-                .map_err(|e| TopologyError::Stream { name, source: e.into() })?;
+                .map_err(|e| TopologyError::Stream {
+                    name,
+                    source: e.into(),
+                })?;
         }
         for (name, store) in [
             (names::JOBS_BUCKET, &self.jobs),
@@ -110,7 +119,10 @@ impl Topology {
             (names::LIMITER_BUCKET, &self.limiter),
             (names::DELIVERIES_BUCKET, &self.deliveries),
         ] {
-            store.status().await.map_err(|e| TopologyError::Bucket { name, source: e.into() })?;
+            store.status().await.map_err(|e| TopologyError::Bucket {
+                name,
+                source: e.into(),
+            })?;
         }
         Ok(())
     }
@@ -210,16 +222,23 @@ pub async fn load<T: DeserializeOwned>(
     what: &'static str,
     key: &str,
 ) -> Result<Versioned<T>, RecordError> {
-    let entry = store
-        .entry(key)
-        .await
-        .map_err(|e| RecordError::Nats { op: "get", source: e.into() })?;
+    let entry = store.entry(key).await.map_err(|e| RecordError::Nats {
+        op: "get",
+        source: e.into(),
+    })?;
     match entry {
-        None => Ok(Versioned { value: None, revision: 0 }),
-        Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => {
-            Ok(Versioned { value: None, revision: e.revision })
-        }
-        Some(e) => Ok(Versioned { value: Some(decode(what, &e.value)?), revision: e.revision }),
+        None => Ok(Versioned {
+            value: None,
+            revision: 0,
+        }),
+        Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => Ok(Versioned {
+            value: None,
+            revision: e.revision,
+        }),
+        Some(e) => Ok(Versioned {
+            value: Some(decode(what, &e.value)?),
+            revision: e.revision,
+        }),
     }
 }
 
@@ -235,13 +254,22 @@ pub async fn save<T: Serialize>(
     if revision == 0 {
         return store.create(key, bytes).await.map_err(|e| match e.kind() {
             kv::CreateErrorKind::AlreadyExists => RecordError::Conflict,
-            _ => RecordError::Nats { op: "create", source: e.into() },
+            _ => RecordError::Nats {
+                op: "create",
+                source: e.into(),
+            },
         });
     }
-    store.update(key, bytes, revision).await.map_err(|e| match e.kind() {
-        kv::UpdateErrorKind::WrongLastRevision => RecordError::Conflict,
-        _ => RecordError::Nats { op: "update", source: e.into() },
-    })
+    store
+        .update(key, bytes, revision)
+        .await
+        .map_err(|e| match e.kind() {
+            kv::UpdateErrorKind::WrongLastRevision => RecordError::Conflict,
+            _ => RecordError::Nats {
+                op: "update",
+                source: e.into(),
+            },
+        })
 }
 
 /// Delete `key` if it is still at `revision`.
@@ -254,7 +282,10 @@ pub async fn remove(store: &kv::Store, key: &str, revision: u64) -> Result<(), R
             if text.contains("wrong last sequence") {
                 RecordError::Conflict
             } else {
-                RecordError::Nats { op: "delete", source: e.into() }
+                RecordError::Nats {
+                    op: "delete",
+                    source: e.into(),
+                }
             }
         })
 }

@@ -210,7 +210,8 @@ async fn deliver(
         Verdict::Failed(_) => "failed",
     };
     metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
-    metrics::histogram!("webhook_attempt_duration_seconds").record(report.latency_ms as f64 / 1000.0);
+    metrics::histogram!("webhook_attempt_duration_seconds")
+        .record(report.latency_ms as f64 / 1000.0);
     let recorded = DeliveryAttempt {
         at: started,
         status: report.status,

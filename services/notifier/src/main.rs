@@ -26,7 +26,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.health_addr)
         .await
         .with_context(|| format!("binding {}", config.health_addr))?;
-    let health = tokio::spawn(service_kit::serve_health(listener, topology.clone(), shutdown.clone()));
+    let health = tokio::spawn(service_kit::serve_health(
+        listener,
+        topology.clone(),
+        shutdown.clone(),
+    ));
     notifier::run(config, topology, shutdown).await?;
     let _ = health.await;
     Ok(())

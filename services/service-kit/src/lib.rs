@@ -9,8 +9,12 @@ use tracing_subscriber::EnvFilter;
 /// `LOG_FORMAT=json` switches from human-readable lines to JSON.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("json")).unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let json = std::env::var("LOG_FORMAT")
+        .map(|v| v.eq_ignore_ascii_case("json"))
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -99,7 +103,10 @@ pub async fn serve_health(
         match tokio::time::timeout(std::time::Duration::from_secs(2), topology.check()).await {
             Ok(Ok(())) => (StatusCode::OK, "ready".into()),
             Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NATS did not answer in time".into(),
+            ),
         }
     }
     let app = Router::new()
@@ -107,16 +114,21 @@ pub async fn serve_health(
         .route("/readyz", get(ready))
         .with_state(topology)
         .merge(metrics_router());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
-static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
 
 /// Install the Prometheus recorder (once per process; `main` calls it).
 /// Histograms get explicit buckets, in seconds, from 1 ms to 30 s.
 pub fn install_metrics() {
     METRICS.get_or_init(|| {
-        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+        ];
         let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
         let recorder = match builder.set_buckets(&buckets) {
             Ok(b) => b.build_recorder(),
@@ -135,7 +147,13 @@ pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
         "/metrics",
         axum::routing::get(|| async {
             let body = METRICS.get().map(|h| h.render()).unwrap_or_default();
-            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                body,
+            )
         }),
     )
 }
@@ -189,7 +207,9 @@ pub async fn serve_http(
             _ = shutdown.cancelled() => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -13,13 +13,45 @@ use std::time::Duration;
 const WINDOW: Duration = Duration::from_secs(60);
 const LIMIT: u32 = 10;
 const SEEDS: u64 = 200;
-const BUDGET: Budget = Budget { limit: LIMIT, window: WINDOW, margin: Duration::ZERO };
+const BUDGET: Budget = Budget {
+    limit: LIMIT,
+    window: WINDOW,
+    margin: Duration::ZERO,
+};
 
 const MODELS: [Model; 4] = [
-    Model { name: "real API (p=.5, 1-5 min), burst 60", p_first: 0.5, degraded: (60_000, 300_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
-    Model { name: "short degradation (10-60 s), burst 60", p_first: 0.5, degraded: (10_000, 60_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
-    Model { name: "long degradation (5-15 min), burst 60", p_first: 0.5, degraded: (300_000, 900_000), messages: 60, arrival_gap_ms: 0, budget: BUDGET },
-    Model { name: "sustained 20/min for 10 min (real API)", p_first: 0.5, degraded: (60_000, 300_000), messages: 200, arrival_gap_ms: 3_000, budget: BUDGET },
+    Model {
+        name: "real API (p=.5, 1-5 min), burst 60",
+        p_first: 0.5,
+        degraded: (60_000, 300_000),
+        messages: 60,
+        arrival_gap_ms: 0,
+        budget: BUDGET,
+    },
+    Model {
+        name: "short degradation (10-60 s), burst 60",
+        p_first: 0.5,
+        degraded: (10_000, 60_000),
+        messages: 60,
+        arrival_gap_ms: 0,
+        budget: BUDGET,
+    },
+    Model {
+        name: "long degradation (5-15 min), burst 60",
+        p_first: 0.5,
+        degraded: (300_000, 900_000),
+        messages: 60,
+        arrival_gap_ms: 0,
+        budget: BUDGET,
+    },
+    Model {
+        name: "sustained 20/min for 10 min (real API)",
+        p_first: 0.5,
+        degraded: (60_000, 300_000),
+        messages: 200,
+        arrival_gap_ms: 3_000,
+        budget: BUDGET,
+    },
 ];
 
 /// Not a baseline but a yardstick: knows when each message recovers and
@@ -30,7 +62,12 @@ impl Policy for Oracle {
     fn name(&self) -> String {
         "yardstick: oracle (knows recoveries)".into()
     }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>> {
         if let Admission::At(t) = admission {
             return Err(Some(t.0));
         }
@@ -45,7 +82,11 @@ impl Policy for Oracle {
             .min_by_key(|(_, m)| m.degraded_until);
         match ready {
             Some((i, _)) => Ok(i),
-            None => Err(msgs.iter().filter(|m| pending(m)).filter_map(|m| m.degraded_until).min()),
+            None => Err(msgs
+                .iter()
+                .filter(|m| pending(m))
+                .filter_map(|m| m.degraded_until)
+                .min()),
         }
     }
 }
@@ -57,11 +98,18 @@ impl Policy for HeadOfLine {
     fn name(&self) -> String {
         "baseline: head-of-line retry".into()
     }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>> {
         if let Admission::At(t) = admission {
             return Err(Some(t.0));
         }
-        msgs.iter().position(|m| m.done_at.is_none() && m.arrival <= now).ok_or(None)
+        msgs.iter()
+            .position(|m| m.done_at.is_none() && m.arrival <= now)
+            .ok_or(None)
     }
 }
 
@@ -75,7 +123,12 @@ impl Policy for Poll30 {
     fn name(&self) -> String {
         "baseline: worker polling every 30 s".into()
     }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>> {
         if now >= self.next_tick {
             self.tried_this_tick = vec![false; msgs.len()];
             while self.next_tick <= now {
@@ -86,10 +139,13 @@ impl Policy for Poll30 {
             self.tried_this_tick = vec![false; msgs.len()];
         }
         if let Admission::Now = admission
-            && let Some(i) = (0..msgs.len()).find(|&i| msgs[i].done_at.is_none() && msgs[i].arrival <= now && !self.tried_this_tick[i]) {
-                self.tried_this_tick[i] = true;
-                return Ok(i);
-            }
+            && let Some(i) = (0..msgs.len()).find(|&i| {
+                msgs[i].done_at.is_none() && msgs[i].arrival <= now && !self.tried_this_tick[i]
+            })
+        {
+            self.tried_this_tick[i] = true;
+            return Ok(i);
+        }
         Err(Some(self.next_tick))
     }
 }
@@ -103,7 +159,12 @@ impl Policy for RoundRobin {
     fn name(&self) -> String {
         "baseline: plain round robin".into()
     }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>> {
         if let Admission::At(t) = admission {
             return Err(Some(t.0));
         }
@@ -159,20 +220,36 @@ fn measure(model: &Model, make: &dyn Fn() -> Box<dyn Policy>) -> Row {
 
 fn main() {
     let started = std::time::Instant::now();
-    println!("virtual-time scheduling benchmark: limit {LIMIT} per {}s, {SEEDS} seeds per model", WINDOW.as_secs());
-    println!("ratio = time to drain / budget bound (mean over seeds); lower is better, 1.00 is the bound\n");
+    println!(
+        "virtual-time scheduling benchmark: limit {LIMIT} per {}s, {SEEDS} seeds per model",
+        WINDOW.as_secs()
+    );
+    println!(
+        "ratio = time to drain / budget bound (mean over seeds); lower is better, 1.00 is the bound\n"
+    );
     let policies: Vec<Box<dyn Fn() -> Box<dyn Policy>>> = vec![
         Box::new(|| Box::new(Signer(RetryPolicy::default()))),
         Box::new(|| Box::new(Oracle)),
         Box::new(|| Box::new(HeadOfLine)),
-        Box::new(|| Box::new(Poll30 { next_tick: 0, tried_this_tick: Vec::new() })),
+        Box::new(|| {
+            Box::new(Poll30 {
+                next_tick: 0,
+                tried_this_tick: Vec::new(),
+            })
+        }),
         Box::new(|| Box::new(RoundRobin { cursor: 0 })),
     ];
     let mut all_ok = true;
     for model in &MODELS {
         println!("{}", model.name);
-        println!("  {:<38} {:>9} {:>7} {:>10} {:>8} {:>8}", "policy", "drain s", "ratio", "calls/sig", "p50 s", "p95 s");
-        let rows: Vec<Row> = policies.iter().map(|p| measure(model, p.as_ref())).collect();
+        println!(
+            "  {:<38} {:>9} {:>7} {:>10} {:>8} {:>8}",
+            "policy", "drain s", "ratio", "calls/sig", "p50 s", "p95 s"
+        );
+        let rows: Vec<Row> = policies
+            .iter()
+            .map(|p| measure(model, p.as_ref()))
+            .collect();
         for r in &rows {
             println!(
                 "  {:<38} {:>9.1} {:>7.3} {:>10.2} {:>8.1} {:>8.1}",
@@ -183,13 +260,22 @@ fn main() {
         let baselines = &rows[2..];
         // At the bound nobody can be better; a tie there counts as meeting it.
         let at_bound = |r: &Row| r.ratio < 1.001;
-        let beats = baselines.iter().all(|b| ours.drain_s < b.drain_s || (at_bound(ours) && at_bound(b)));
-        let best = baselines.iter().map(|b| b.drain_s).fold(f64::INFINITY, f64::min);
+        let beats = baselines
+            .iter()
+            .all(|b| ours.drain_s < b.drain_s || (at_bound(ours) && at_bound(b)));
+        let best = baselines
+            .iter()
+            .map(|b| b.drain_s)
+            .fold(f64::INFINITY, f64::min);
         println!(
             "  signer vs best baseline: {:.2}x faster to drain; oracle is {:.1}% faster than the signer{}\n",
             best / ours.drain_s,
             100.0 * (ours.drain_s - rows[1].drain_s) / ours.drain_s,
-            if beats { "" } else { "  (NOT better than every baseline)" }
+            if beats {
+                ""
+            } else {
+                "  (NOT better than every baseline)"
+            }
         );
         all_ok &= beats;
         if model.name.starts_with("real API") && ours.ratio > 1.15 {
@@ -197,6 +283,9 @@ fn main() {
             all_ok = false;
         }
     }
-    println!("targets (<= 1.15x bound on the real model, better than every baseline everywhere): {}", if all_ok { "met" } else { "MISSED" });
+    println!(
+        "targets (<= 1.15x bound on the real model, better than every baseline everywhere): {}",
+        if all_ok { "met" } else { "MISSED" }
+    );
     println!("(benchmark wall time {:.1?})", started.elapsed());
 }

@@ -59,7 +59,9 @@ impl SharedBudget {
             match self.budget.admit(now, &calls) {
                 Admission::At(t) => return Ok(Taken::NotBefore(t)),
                 Admission::Now => {
-                    let next = LimiterState { calls: self.budget.record(now, &calls) };
+                    let next = LimiterState {
+                        calls: self.budget.record(now, &calls),
+                    };
                     match save(&self.store, names::LIMITER_KEY, &next, v.revision).await {
                         Ok(_) => return Ok(Taken::At(now)),
                         Err(RecordError::Conflict) => continue,

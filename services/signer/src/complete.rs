@@ -36,7 +36,12 @@ pub async fn complete(
     attempts: u32,
     now: UnixMillis,
 ) -> Result<(), CompleteError> {
-    let result = ResultRecord { message: message.to_owned(), outcome: outcome.clone(), attempts, at: now };
+    let result = ResultRecord {
+        message: message.to_owned(),
+        outcome: outcome.clone(),
+        attempts,
+        at: now,
+    };
     topo.results
         .put(key.as_str(), encode(&result))
         .await
@@ -45,10 +50,22 @@ pub async fn complete(
         let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
         let Some(item) = v.value else { return Ok(()) };
         for job in &item.jobs {
-            let event = JobEventV1 { job_id: job.id.clone(), message: message.to_owned(), outcome: outcome.clone() };
-            publish_once(&topo.js, names::EVENTS_SUBJECT, &job.id, &job.request_id, &event).await?;
+            let event = JobEventV1 {
+                job_id: job.id.clone(),
+                message: message.to_owned(),
+                outcome: outcome.clone(),
+            };
+            publish_once(
+                &topo.js,
+                names::EVENTS_SUBJECT,
+                &job.id,
+                &job.request_id,
+                &event,
+            )
+            .await?;
             tracing::info!(job_id = %job.id, request_id = %job.request_id, kind = outcome.event_type(), "job completed");
-            metrics::counter!("sign_jobs_completed_total", "type" => outcome.event_type()).increment(1);
+            metrics::counter!("sign_jobs_completed_total", "type" => outcome.event_type())
+                .increment(1);
         }
         match remove(&topo.work, key.as_str(), v.revision).await {
             Ok(()) => return Ok(()),

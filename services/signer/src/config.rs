@@ -48,10 +48,13 @@ impl Config {
 
     /// Read from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
+        let text =
+            |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
         let duration = |var: &'static str, default: &str| {
-            humantime::parse_duration(&text(var, default))
-                .map_err(|e| ConfigError { var, problem: e.to_string() })
+            humantime::parse_duration(&text(var, default)).map_err(|e| ConfigError {
+                var,
+                problem: e.to_string(),
+            })
         };
         let config = Self {
             nats_url: text("NATS_URL", "nats://127.0.0.1:4222"),
@@ -59,7 +62,10 @@ impl Config {
             upstream_api_key: text("UPSTREAM_API_KEY", "dev-key"),
             rate_limit: text("UPSTREAM_RATE_LIMIT", "10")
                 .parse()
-                .map_err(|e| ConfigError { var: "UPSTREAM_RATE_LIMIT", problem: format!("{e}") })?,
+                .map_err(|e| ConfigError {
+                    var: "UPSTREAM_RATE_LIMIT",
+                    problem: format!("{e}"),
+                })?,
             rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
             rate_margin: duration("UPSTREAM_RATE_MARGIN", "1s")?,
             upstream_timeout: duration("UPSTREAM_TIMEOUT", "10s")?,
@@ -68,7 +74,10 @@ impl Config {
             auth_retry_interval: duration("AUTH_RETRY_INTERVAL", "60s")?,
             health_addr: text("SIGNER_HEALTH_ADDR", "127.0.0.1:9101")
                 .parse()
-                .map_err(|e| ConfigError { var: "SIGNER_HEALTH_ADDR", problem: format!("{e}") })?,
+                .map_err(|e| ConfigError {
+                    var: "SIGNER_HEALTH_ADDR",
+                    problem: format!("{e}"),
+                })?,
             signer_id: get("SIGNER_ID").unwrap_or_else(default_id),
         };
         config.validate()?;
@@ -76,7 +85,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |var, problem: &str| Err(ConfigError { var, problem: problem.to_owned() });
+        let bad = |var, problem: &str| {
+            Err(ConfigError {
+                var,
+                problem: problem.to_owned(),
+            })
+        };
         if self.rate_limit == 0 {
             return bad("UPSTREAM_RATE_LIMIT", "must be at least 1");
         }
@@ -86,7 +100,8 @@ impl Config {
         if self.upstream_timeout.is_zero() {
             return bad("UPSTREAM_TIMEOUT", "must be positive");
         }
-        if !(self.upstream_url.starts_with("http://") || self.upstream_url.starts_with("https://")) {
+        if !(self.upstream_url.starts_with("http://") || self.upstream_url.starts_with("https://"))
+        {
             return bad("UPSTREAM_URL", "must be an http(s) URL");
         }
         if self.upstream_api_key.is_empty() {
@@ -126,8 +141,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

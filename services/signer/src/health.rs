@@ -17,7 +17,9 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Self { credentials_ok: AtomicBool::new(true) }
+        Self {
+            credentials_ok: AtomicBool::new(true),
+        }
     }
 }
 
@@ -45,16 +47,24 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .with_state((topo, health))
         .merge(service_kit::metrics_router());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 async fn ready(State((topo, health)): State<(Topology, Arc<Health>)>) -> (StatusCode, String) {
     if !health.credentials_ok() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "upstream rejects our credentials (UPSTREAM_API_KEY)".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream rejects our credentials (UPSTREAM_API_KEY)".into(),
+        );
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), topo.check()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "NATS did not answer in time".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS did not answer in time".into(),
+        ),
     }
 }

@@ -34,7 +34,12 @@ enum IngestError {
 }
 
 /// Consume sign requests until `shutdown`.
-pub async fn run(topo: Topology, view: Arc<WorkView>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+pub async fn run(
+    topo: Topology,
+    view: Arc<WorkView>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         let mut messages = match open(&topo).await {
             Ok(m) => m,
@@ -106,7 +111,9 @@ async fn handle(topo: &Topology, view: &WorkView, clock: &dyn Clock, msg: Messag
         }
         Err(e) => {
             tracing::warn!(job_id = %request.job_id, request_id, error = %e, "taking in failed; will retry");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
     }
 }
@@ -121,17 +128,30 @@ async fn take_in(
     request_id: &str,
 ) -> Result<(), IngestError> {
     let key = MessageKey::of(&request.message);
-    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str()).await?.value {
+    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str())
+        .await?
+        .value
+    {
         let event = JobEventV1 {
             job_id: request.job_id.clone(),
             message: request.message.clone(),
             outcome: result.outcome,
         };
-        publish_once(&topo.js, names::EVENTS_SUBJECT, &request.job_id, request_id, &event).await?;
+        publish_once(
+            &topo.js,
+            names::EVENTS_SUBJECT,
+            &request.job_id,
+            request_id,
+            &event,
+        )
+        .await?;
         tracing::info!(job_id = %request.job_id, request_id, "answered from a known result");
         return Ok(());
     }
-    let job = WaitingJob { id: request.job_id.clone(), request_id: request_id.to_owned() };
+    let job = WaitingJob {
+        id: request.job_id.clone(),
+        request_id: request_id.to_owned(),
+    };
     loop {
         let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
         let item = match v.value {
@@ -166,8 +186,19 @@ async fn take_in(
     }
     // A result may have landed between the check and the write; finishing
     // again is idempotent and tells this job too.
-    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str()).await?.value {
-        complete(topo, &key, &request.message, result.outcome, result.attempts, clock.now()).await?;
+    if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str())
+        .await?
+        .value
+    {
+        complete(
+            topo,
+            &key,
+            &request.message,
+            result.outcome,
+            result.attempts,
+            clock.now(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -45,10 +45,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let upstream = upstream::Upstream::new(&config.upstream_url, &config.upstream_api_key, config.upstream_timeout)?;
+    let upstream = upstream::Upstream::new(
+        &config.upstream_url,
+        &config.upstream_api_key,
+        config.upstream_timeout,
+    )?;
     let budget = budget::SharedBudget::new(
         topo.limiter.clone(),
-        limiter::Budget { limit: config.rate_limit, window: config.rate_window, margin: config.rate_margin },
+        limiter::Budget {
+            limit: config.rate_limit,
+            window: config.rate_window,
+            margin: config.rate_margin,
+        },
     );
     let view = Arc::new(work_view::WorkView::default());
     let health = Arc::new(health::Health::default());
@@ -56,7 +64,11 @@ pub async fn run(
         topo.clone(),
         upstream,
         budget,
-        scheduler::RetryPolicy { min_backoff: config.retry_min_backoff, settle: config.retry_settle, speculate: true },
+        scheduler::RetryPolicy {
+            min_backoff: config.retry_min_backoff,
+            settle: config.retry_settle,
+            speculate: true,
+        },
         Arc::clone(&clock),
         Arc::clone(&view),
         Arc::clone(&health),
@@ -68,8 +80,18 @@ pub async fn run(
         let (view, store, shutdown) = (Arc::clone(&view), topo.work.clone(), shutdown.clone());
         tokio::spawn(async move { view.follow(store, "work item", shutdown).await })
     };
-    let ingest = tokio::spawn(ingest::run(topo.clone(), Arc::clone(&view), Arc::clone(&clock), shutdown.clone()));
-    let health_task = tokio::spawn(health::serve(health_listener, topo.clone(), health, shutdown.clone()));
+    let ingest = tokio::spawn(ingest::run(
+        topo.clone(),
+        Arc::clone(&view),
+        Arc::clone(&clock),
+        shutdown.clone(),
+    ));
+    let health_task = tokio::spawn(health::serve(
+        health_listener,
+        topo.clone(),
+        health,
+        shutdown.clone(),
+    ));
     worker.run(shutdown.clone()).await;
     let _ = ingest.await;
     let _ = follow.await;

@@ -44,8 +44,11 @@ impl Budget {
 
     /// May a call start at `now`, given the recorded start times?
     pub fn admit(&self, now: UnixMillis, calls: &[UnixMillis]) -> Admission {
-        let mut live: Vec<UnixMillis> =
-            calls.iter().copied().filter(|c| c.plus(self.span()) > now).collect();
+        let mut live: Vec<UnixMillis> = calls
+            .iter()
+            .copied()
+            .filter(|c| c.plus(self.span()) > now)
+            .collect();
         let limit = self.limit.max(1) as usize;
         if live.len() < limit {
             return Admission::Now;
@@ -58,8 +61,11 @@ impl Budget {
     /// The recorded calls after one more starts at `now`, pruned of calls
     /// that no longer matter. Only call this after `admit` said `Now`.
     pub fn record(&self, now: UnixMillis, calls: &[UnixMillis]) -> Vec<UnixMillis> {
-        let mut kept: Vec<UnixMillis> =
-            calls.iter().copied().filter(|c| c.plus(self.span()) > now).collect();
+        let mut kept: Vec<UnixMillis> = calls
+            .iter()
+            .copied()
+            .filter(|c| c.plus(self.span()) > now)
+            .collect();
         kept.push(now);
         kept.sort_unstable();
         kept
@@ -71,7 +77,11 @@ mod tests {
     use super::*;
 
     fn budget() -> Budget {
-        Budget { limit: 10, window: Duration::from_secs(60), margin: Duration::from_millis(500) }
+        Budget {
+            limit: 10,
+            window: Duration::from_secs(60),
+            margin: Duration::from_millis(500),
+        }
     }
 
     fn s(secs: f64) -> UnixMillis {
@@ -123,8 +133,14 @@ mod tests {
             }
         }
         for (i, start) in all.iter().enumerate() {
-            let in_window = all[i..].iter().filter(|c| **c < start.plus(b.window)).count();
-            assert!(in_window <= 10, "{in_window} calls in the window starting at {start:?}");
+            let in_window = all[i..]
+                .iter()
+                .filter(|c| **c < start.plus(b.window))
+                .count();
+            assert!(
+                in_window <= 10,
+                "{in_window} calls in the window starting at {start:?}"
+            );
         }
         // And the budget is used: 200 calls take about 20 windows, not more.
         let span = all[all.len() - 1].since(all[0]);

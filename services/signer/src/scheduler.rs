@@ -58,7 +58,11 @@ impl RetryPolicy {
 impl Default for RetryPolicy {
     /// Tuned on the real API's model by the `schedule_bench` example.
     fn default() -> Self {
-        Self { min_backoff: Duration::from_secs(30), settle: Duration::from_secs(300), speculate: true }
+        Self {
+            min_backoff: Duration::from_secs(30),
+            settle: Duration::from_secs(300),
+            speculate: true,
+        }
     }
 }
 
@@ -93,9 +97,10 @@ impl<K> Candidate<K> {
             Some(last) => last.plus(policy.backoff(self.attempts)),
         };
         if !policy.speculate
-            && let Some(first) = self.first_attempt.or(self.last_attempt) {
-                by_backoff = by_backoff.max(first.plus(policy.settle));
-            }
+            && let Some(first) = self.first_attempt.or(self.last_attempt)
+        {
+            by_backoff = by_backoff.max(first.plus(policy.settle));
+        }
         match self.leased_until {
             Some(lease) => by_backoff.max(lease),
             None => by_backoff,
@@ -133,7 +138,9 @@ pub fn next<K: Clone>(
         gate = gate.max(p);
     }
     if gate > now {
-        return Next::Idle { until: earliest.map(|e| e.max(gate)) };
+        return Next::Idle {
+            until: earliest.map(|e| e.max(gate)),
+        };
     }
     let best = candidates
         .iter()
@@ -152,14 +159,25 @@ pub fn next<K: Clone>(
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy { min_backoff: Duration::from_secs(30), settle: Duration::from_secs(300), speculate: true };
+    const POLICY: RetryPolicy = RetryPolicy {
+        min_backoff: Duration::from_secs(30),
+        settle: Duration::from_secs(300),
+        speculate: true,
+    };
 
     fn t(secs: u64) -> UnixMillis {
         UnixMillis(10_000_000 + secs * 1000)
     }
 
     fn fresh(key: &'static str, seen: u64) -> Candidate<&'static str> {
-        Candidate { key, attempts: 0, first_seen: t(seen), first_attempt: None, last_attempt: None, leased_until: None }
+        Candidate {
+            key,
+            attempts: 0,
+            first_seen: t(seen),
+            first_attempt: None,
+            last_attempt: None,
+            leased_until: None,
+        }
     }
 
     fn failed(key: &'static str, attempts: u32, last: u64) -> Candidate<&'static str> {
@@ -176,45 +194,82 @@ mod tests {
     #[test]
     fn never_tried_messages_go_before_retries_even_if_newer() {
         let c = [failed("old", 1, 0), fresh("new", 50)];
-        assert_eq!(next(t(60), &c, Admission::Now, &POLICY, None), Next::Call("new"));
+        assert_eq!(
+            next(t(60), &c, Admission::Now, &POLICY, None),
+            Next::Call("new")
+        );
     }
 
     #[test]
     fn retries_go_least_recently_tried_first_and_respect_backoff() {
         let c = [failed("a", 3, 40), failed("b", 1, 20), failed("c", 1, 45)];
-        assert_eq!(next(t(60), &c, Admission::Now, &POLICY, None), Next::Call("b"));
+        assert_eq!(
+            next(t(60), &c, Admission::Now, &POLICY, None),
+            Next::Call("b")
+        );
         // At 55 s only b (20+30) is due; at 49 s nothing: idle until b is due.
-        assert_eq!(next(t(49), &c, Admission::Now, &POLICY, None), Next::Idle { until: Some(t(50)) });
+        assert_eq!(
+            next(t(49), &c, Admission::Now, &POLICY, None),
+            Next::Idle { until: Some(t(50)) }
+        );
     }
 
     #[test]
     fn a_degraded_message_does_not_block_others() {
         // "stuck" failed many times; "x" and "y" arrive later and are served.
         let c = [failed("stuck", 9, 100), fresh("x", 101), fresh("y", 102)];
-        assert_eq!(next(t(103), &c, Admission::Now, &POLICY, None), Next::Call("x"));
-        let c = [failed("stuck", 9, 100), failed("x", 1, 103), fresh("y", 102)];
-        assert_eq!(next(t(104), &c, Admission::Now, &POLICY, None), Next::Call("y"));
+        assert_eq!(
+            next(t(103), &c, Admission::Now, &POLICY, None),
+            Next::Call("x")
+        );
+        let c = [
+            failed("stuck", 9, 100),
+            failed("x", 1, 103),
+            fresh("y", 102),
+        ];
+        assert_eq!(
+            next(t(104), &c, Admission::Now, &POLICY, None),
+            Next::Call("y")
+        );
     }
 
     #[test]
     fn leased_messages_wait_for_their_lease() {
         let mut c = fresh("a", 0);
         c.leased_until = Some(t(20));
-        assert_eq!(next(t(5), &[c.clone()], Admission::Now, &POLICY, None), Next::Idle { until: Some(t(20)) });
-        assert_eq!(next(t(20), &[c], Admission::Now, &POLICY, None), Next::Call("a"));
+        assert_eq!(
+            next(t(5), &[c.clone()], Admission::Now, &POLICY, None),
+            Next::Idle { until: Some(t(20)) }
+        );
+        assert_eq!(
+            next(t(20), &[c], Admission::Now, &POLICY, None),
+            Next::Call("a")
+        );
     }
 
     #[test]
     fn idles_until_the_limiter_frees_a_slot_or_the_pause_ends() {
         let c = [fresh("a", 0)];
-        assert_eq!(next(t(1), &c, Admission::At(t(7)), &POLICY, None), Next::Idle { until: Some(t(7)) });
-        assert_eq!(next(t(1), &c, Admission::Now, &POLICY, Some(t(9))), Next::Idle { until: Some(t(9)) });
-        assert_eq!(next(t(9), &c, Admission::Now, &POLICY, Some(t(9))), Next::Call("a"));
+        assert_eq!(
+            next(t(1), &c, Admission::At(t(7)), &POLICY, None),
+            Next::Idle { until: Some(t(7)) }
+        );
+        assert_eq!(
+            next(t(1), &c, Admission::Now, &POLICY, Some(t(9))),
+            Next::Idle { until: Some(t(9)) }
+        );
+        assert_eq!(
+            next(t(9), &c, Admission::Now, &POLICY, Some(t(9))),
+            Next::Call("a")
+        );
     }
 
     #[test]
     fn nothing_pending_means_idle_until_new_work() {
         let none: [Candidate<&str>; 0] = [];
-        assert_eq!(next(t(1), &none, Admission::Now, &POLICY, None), Next::Idle { until: None });
+        assert_eq!(
+            next(t(1), &none, Admission::Now, &POLICY, None),
+            Next::Idle { until: None }
+        );
     }
 }

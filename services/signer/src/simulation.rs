@@ -78,7 +78,12 @@ pub trait Policy {
     /// Shown in tables.
     fn name(&self) -> String;
     /// Index to call now, or the instant to think again (None: next arrival).
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>>;
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>>;
 }
 
 /// The signer's scheduler, exactly as the service runs it.
@@ -89,10 +94,20 @@ impl Policy for Signer {
         if self.0 == RetryPolicy::default() {
             "signer scheduler (defaults)".into()
         } else {
-            format!("signer, backoff {}s settle {}s spec {}", self.0.min_backoff.as_secs(), self.0.settle.as_secs(), self.0.speculate)
+            format!(
+                "signer, backoff {}s settle {}s spec {}",
+                self.0.min_backoff.as_secs(),
+                self.0.settle.as_secs(),
+                self.0.speculate
+            )
         }
     }
-    fn decide(&mut self, now: u64, msgs: &[Msg], admission: Admission) -> Result<usize, Option<u64>> {
+    fn decide(
+        &mut self,
+        now: u64,
+        msgs: &[Msg],
+        admission: Admission,
+    ) -> Result<usize, Option<u64>> {
         let candidates: Vec<Candidate<usize>> = msgs
             .iter()
             .enumerate()
@@ -132,7 +147,10 @@ pub fn budget_bound(msgs: &[Msg], budget: Budget) -> u64 {
         }
     }
     needs.sort_unstable();
-    let budget = Budget { margin: std::time::Duration::ZERO, ..budget };
+    let budget = Budget {
+        margin: std::time::Duration::ZERO,
+        ..budget
+    };
     let mut calls: Vec<UnixMillis> = Vec::new();
     let mut last = 0;
     for ready in needs {
@@ -158,7 +176,11 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
         let admission = budget.admit(UnixMillis(now), &calls);
         match policy.decide(now, &msgs, admission) {
             Ok(i) => {
-                assert!(matches!(admission, Admission::Now), "{} called over budget", policy.name());
+                assert!(
+                    matches!(admission, Admission::Now),
+                    "{} called over budget",
+                    policy.name()
+                );
                 calls = budget.record(UnixMillis(now), &calls);
                 total_calls += 1;
                 msgs[i].call(now);
@@ -176,7 +198,14 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
         }
     }
     let drain_ms = msgs.iter().filter_map(|m| m.done_at).max().unwrap_or(now);
-    let latencies = msgs.iter().map(|m| m.done_at.unwrap_or(horizon) - m.arrival).collect();
-    Run { drain_ms, bound_ms, calls: total_calls, latencies }
+    let latencies = msgs
+        .iter()
+        .map(|m| m.done_at.unwrap_or(horizon) - m.arrival)
+        .collect();
+    Run {
+        drain_ms,
+        bound_ms,
+        calls: total_calls,
+        latencies,
+    }
 }
-

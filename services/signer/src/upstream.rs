@@ -27,9 +27,14 @@ pub fn classify(status: u16, body: &str) -> CallOutcome {
                 CallOutcome::RetryLater(format!("{status} with a body that is not a signature"))
             }
         }
-        401 | 403 => CallOutcome::Misconfigured(format!("upstream refused our credentials ({status})")),
+        401 | 403 => {
+            CallOutcome::Misconfigured(format!("upstream refused our credentials ({status})"))
+        }
         429 => CallOutcome::RetryLater("429 rate limited".to_owned()),
-        400..=499 => CallOutcome::Rejected(format!("upstream rejected the message ({status}): {}", clip(body))),
+        400..=499 => CallOutcome::Rejected(format!(
+            "upstream rejected the message ({status}): {}",
+            clip(body)
+        )),
         _ => CallOutcome::RetryLater(format!("{status}")),
     }
 }
@@ -39,7 +44,8 @@ pub fn classify(status: u16, body: &str) -> CallOutcome {
 /// sent with 200, is not a signature.
 fn looks_like_signature(s: &str) -> bool {
     (16..=4096).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'='))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'='))
 }
 
 fn clip(s: &str) -> String {
@@ -100,15 +106,24 @@ mod tests {
     fn classifies_every_outcome_class() {
         let sig = "a".repeat(342) + "-_";
         assert_eq!(classify(200, &format!("{sig}\n")), CallOutcome::Signed(sig));
-        assert!(matches!(classify(200, "<html>oops</html>"), CallOutcome::RetryLater(_)));
+        assert!(matches!(
+            classify(200, "<html>oops</html>"),
+            CallOutcome::RetryLater(_)
+        ));
         assert!(matches!(classify(200, ""), CallOutcome::RetryLater(_)));
-        assert!(matches!(classify(502, "bad gateway"), CallOutcome::RetryLater(_)));
+        assert!(matches!(
+            classify(502, "bad gateway"),
+            CallOutcome::RetryLater(_)
+        ));
         assert!(matches!(classify(500, ""), CallOutcome::RetryLater(_)));
         assert!(matches!(classify(503, ""), CallOutcome::RetryLater(_)));
         assert!(matches!(classify(429, ""), CallOutcome::RetryLater(_)));
         assert!(matches!(classify(401, ""), CallOutcome::Misconfigured(_)));
         assert!(matches!(classify(403, ""), CallOutcome::Misconfigured(_)));
-        assert!(matches!(classify(400, "too long"), CallOutcome::Rejected(_)));
+        assert!(matches!(
+            classify(400, "too long"),
+            CallOutcome::Rejected(_)
+        ));
         assert!(matches!(classify(404, ""), CallOutcome::Rejected(_)));
     }
 }

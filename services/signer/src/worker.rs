@@ -129,7 +129,9 @@ impl Worker {
                     }
                 },
                 Next::Idle { until } => {
-                    let wait = until.map(|t| t.since(now)).unwrap_or(Duration::from_secs(5));
+                    let wait = until
+                        .map(|t| t.since(now))
+                        .unwrap_or(Duration::from_secs(5));
                     tokio::select! {
                         _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
                         _ = self.view.changed() => {}
@@ -161,10 +163,23 @@ impl Worker {
                 self.view.apply(key, None);
                 return Ok(None);
             };
-            if let Some(result) = load::<ResultRecord>(&self.topo.results, "result", key).await?.value {
+            if let Some(result) = load::<ResultRecord>(&self.topo.results, "result", key)
+                .await?
+                .value
+            {
                 // Signed by another replica or before a restart: just finish.
                 let now = self.clock.now();
-                if let Err(e) = complete_with_retry(&self.topo, &mkey, &item.message, result.outcome, result.attempts, now, Duration::from_secs(5)).await {
+                if let Err(e) = complete_with_retry(
+                    &self.topo,
+                    &mkey,
+                    &item.message,
+                    result.outcome,
+                    result.attempts,
+                    now,
+                    Duration::from_secs(5),
+                )
+                .await
+                {
                     tracing::warn!(message_key = %key, error = %e, "finishing a known result failed");
                 }
                 return Ok(None);
@@ -186,15 +201,26 @@ impl Worker {
             leased.attempts += 1;
             leased.first_attempt.get_or_insert(now);
             leased.last_attempt = Some(now);
-            leased.lease = Some(Lease { owner: self.signer_id.clone(), until: now.plus(self.lease_span()) });
+            leased.lease = Some(Lease {
+                owner: self.signer_id.clone(),
+                until: now.plus(self.lease_span()),
+            });
             let revision = match save(&self.topo.work, key, &leased, v.revision).await {
                 Ok(r) => r,
                 Err(RecordError::Conflict) => continue,
                 Err(e) => return Err(e),
             };
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned());
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_owned());
             match self.budget.take(self.clock.as_ref()).await {
-                Ok(Taken::At(_)) => return Ok(Some(Claimed { key: mkey, item: leased })),
+                Ok(Taken::At(_)) => {
+                    return Ok(Some(Claimed {
+                        key: mkey,
+                        item: leased,
+                    }));
+                }
                 Ok(Taken::NotBefore(_)) => {
                     // Another replica took the slot first: give the lease back.
                     self.unlease(key, revision, item).await;
@@ -214,7 +240,10 @@ impl Worker {
             // The lease simply expires; the attempt counts as made.
             tracing::debug!(message_key = %key, error = %e, "could not undo a claim");
         }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         self.view.poke();
     }
 
@@ -225,29 +254,37 @@ impl Worker {
         let started = std::time::Instant::now();
         let outcome = self.upstream.sign(&item.message).await;
         let latency_ms = started.elapsed().as_millis() as u64;
-        metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome)).increment(1);
-        metrics::histogram!("upstream_call_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome))
+            .increment(1);
+        metrics::histogram!("upstream_call_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(message_key = %key, attempt = item.attempts, ?jobs, ?request_ids, latency_ms, outcome = ?short(&outcome), "upstream call");
         self.note(&key, &outcome, latency_ms).await;
         let now = self.clock.now();
         match outcome {
             CallOutcome::Signed(signature) => {
                 self.health.set_credentials_ok(true);
-                self.finish(&key, &item, Outcome::Signed { signature }, now).await;
+                self.finish(&key, &item, Outcome::Signed { signature }, now)
+                    .await;
             }
             CallOutcome::Rejected(reason) => {
                 self.health.set_credentials_ok(true);
-                self.finish(&key, &item, Outcome::Failed { reason }, now).await;
+                self.finish(&key, &item, Outcome::Failed { reason }, now)
+                    .await;
             }
             CallOutcome::RetryLater(reason) => self.release(&key, reason).await,
             CallOutcome::Misconfigured(reason) => {
                 tracing::error!(message_key = %key, reason, "UPSTREAM REJECTS OUR CREDENTIALS: check UPSTREAM_API_KEY; jobs are kept and retried slowly");
                 self.health.set_credentials_ok(false);
-                *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.plus(self.auth_retry_interval));
+                *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(now.plus(self.auth_retry_interval));
                 self.release(&key, reason).await;
             }
         }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key.as_str());
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key.as_str());
         self.view.poke();
     }
 
@@ -269,12 +306,24 @@ impl Worker {
             latency_ms,
         };
         for _ in 0..5 {
-            let Ok(v) = load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY).await else { return };
+            let Ok(v) =
+                load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
+                    .await
+            else {
+                return;
+            };
             let mut recent = v.value.unwrap_or_default();
             recent.calls.push(note.clone());
             let excess = recent.calls.len().saturating_sub(KEEP);
             recent.calls.drain(..excess);
-            match save(&self.topo.limiter, names::RECENT_CALLS_KEY, &recent, v.revision).await {
+            match save(
+                &self.topo.limiter,
+                names::RECENT_CALLS_KEY,
+                &recent,
+                v.revision,
+            )
+            .await
+            {
                 Err(RecordError::Conflict) => continue,
                 _ => return,
             }
@@ -282,7 +331,17 @@ impl Worker {
     }
 
     async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {
-        if let Err(e) = complete_with_retry(&self.topo, key, &item.message, outcome, item.attempts, now, Duration::from_secs(120)).await {
+        if let Err(e) = complete_with_retry(
+            &self.topo,
+            key,
+            &item.message,
+            outcome,
+            item.attempts,
+            now,
+            Duration::from_secs(120),
+        )
+        .await
+        {
             tracing::error!(message_key = %key, error = %e, "could not store an outcome; the message will be retried when its lease expires");
         }
     }

@@ -46,32 +46,57 @@ struct Replica {
 }
 
 fn run(replicas: usize, skews: Vec<i64>, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let budget = Budget { limit: LIMIT, window: Duration::from_millis(WINDOW_MS), margin: Duration::from_millis(MARGIN_MS) };
+    let budget = Budget {
+        limit: LIMIT,
+        window: Duration::from_millis(WINDOW_MS),
+        margin: Duration::from_millis(MARGIN_MS),
+    };
     let start = 1_000_000u64;
     let mut now = start;
     let mut register: (Vec<UnixMillis>, u64) = (Vec::new(), 0);
-    let mut reps: Vec<Replica> = skews.into_iter().take(replicas).map(|skew| Replica { skew, snapshot: None }).collect();
+    let mut reps: Vec<Replica> = skews
+        .into_iter()
+        .take(replicas)
+        .map(|skew| Replica {
+            skew,
+            snapshot: None,
+        })
+        .collect();
     let mut arrivals: Vec<u64> = Vec::new();
     for op in ops {
         match op {
             Op::Advance(dt) => now += dt,
             Op::Read(r) => reps[r].snapshot = Some(register.clone()),
             Op::Cas(r, delay) => {
-                let Some((calls, rev)) = reps[r].snapshot.take() else { continue };
+                let Some((calls, rev)) = reps[r].snapshot.take() else {
+                    continue;
+                };
                 let local = UnixMillis((now as i64 + reps[r].skew) as u64);
                 if let Admission::Now = budget.admit(local, &calls)
-                    && rev == register.1 {
-                        register = (budget.record(local, &calls), register.1 + 1);
-                        arrivals.push(now + delay);
-                    }
+                    && rev == register.1
+                {
+                    register = (budget.record(local, &calls), register.1 + 1);
+                    arrivals.push(now + delay);
+                }
             }
-            Op::Crash(r, skew) => reps[r] = Replica { skew, snapshot: None },
+            Op::Crash(r, skew) => {
+                reps[r] = Replica {
+                    skew,
+                    snapshot: None,
+                }
+            }
         }
     }
     arrivals.sort_unstable();
     for (i, a) in arrivals.iter().enumerate() {
-        let in_window = arrivals[i..].iter().take_while(|b| **b < a + WINDOW_MS).count();
-        prop_assert!(in_window <= LIMIT as usize, "{in_window} calls in the window from {a}: {arrivals:?}");
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|b| **b < a + WINDOW_MS)
+            .count();
+        prop_assert!(
+            in_window <= LIMIT as usize,
+            "{in_window} calls in the window from {a}: {arrivals:?}"
+        );
     }
     Ok(())
 }
@@ -99,7 +124,11 @@ proptest! {
 /// exceed the limit for some interleaving, and the check catches it.
 #[test]
 fn the_check_catches_a_limiter_without_margin() {
-    let budget = Budget { limit: LIMIT, window: Duration::from_millis(WINDOW_MS), margin: Duration::ZERO };
+    let budget = Budget {
+        limit: LIMIT,
+        window: Duration::from_millis(WINDOW_MS),
+        margin: Duration::ZERO,
+    };
     // Replica A's clock is 100 ms behind; it records 10 calls at true t=0.
     let mut calls = Vec::new();
     for _ in 0..LIMIT {
@@ -109,6 +138,9 @@ fn the_check_catches_a_limiter_without_margin() {
     // as already out of the window and is admitted: 11 calls in one window.
     let b_now = UnixMillis(1_000_000 + WINDOW_MS - 50);
     assert_eq!(budget.admit(b_now, &calls), Admission::Now);
-    let with_margin = Budget { margin: Duration::from_millis(MARGIN_MS), ..budget };
+    let with_margin = Budget {
+        margin: Duration::from_millis(MARGIN_MS),
+        ..budget
+    };
     assert!(matches!(with_margin.admit(b_now, &calls), Admission::At(_)));
 }

@@ -27,7 +27,10 @@ pub async fn sign(sys: &System, message: &str) -> Answer {
     let request = sys
         .http
         .get(format!("{}/crypto/sign", sys.api_url))
-        .query(&[("message", message), ("webhook_url", sys.receiver.url.as_str())]);
+        .query(&[
+            ("message", message),
+            ("webhook_url", sys.receiver.url.as_str()),
+        ]);
     send(message, request).await
 }
 
@@ -36,13 +39,27 @@ pub async fn send(message: &str, request: reqwest::RequestBuilder) -> Answer {
     let started = Instant::now();
     let response = request.send().await.expect("the api answers");
     let elapsed = started.elapsed();
-    let header = |n: &str| response.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |n: &str| {
+        response
+            .headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let status = response.status().as_u16();
     let content_type = header("content-type").unwrap_or_default();
     let location = header("location");
     let retry_after = header("retry-after");
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
-    Answer { message: message.to_owned(), status, elapsed, content_type, location, retry_after, body }
+    Answer {
+        message: message.to_owned(),
+        status,
+        elapsed,
+        content_type,
+        location,
+        retry_after,
+        body,
+    }
 }
 
 /// Send `messages` all at once.

@@ -21,7 +21,11 @@ fn messages(tag: &str, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_fresh_message_on_a_healthy_upstream_is_answered_200_with_a_valid_signature() {
-    let sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        first_try_success: 1.0,
+        ..Options::default()
+    })
+    .await;
     let a = sign(&sys, "hello world + friends & co").await;
     assert_eq!(a.status, 200, "{}\n{}", a.body, sys.logs());
     assert!(a.elapsed < Duration::from_secs(2), "{:?}", a.elapsed);
@@ -33,7 +37,11 @@ async fn a_fresh_message_on_a_healthy_upstream_is_answered_200_with_a_valid_sign
 
 #[tokio::test]
 async fn a_failing_message_is_answered_202_then_gets_exactly_one_verified_webhook() {
-    let sys = spawn_system(Options { first_try_success: 0.0, ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        first_try_success: 0.0,
+        ..Options::default()
+    })
+    .await;
     let a = sign(&sys, "degraded message").await;
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(a.body["status"], "pending");
@@ -55,14 +63,29 @@ async fn a_failing_message_is_answered_202_then_gets_exactly_one_verified_webhoo
     // The story is in the metrics too.
     let api = sys.metrics("api").await;
     assert!(api.contains("sign_jobs_accepted_total 1"), "{api}");
-    assert!(api.contains(r#"sign_replies_total{reply="deferred"} 1"#), "{api}");
-    assert!(api.contains("http_request_duration_seconds_bucket"), "{api}");
+    assert!(
+        api.contains(r#"sign_replies_total{reply="deferred"} 1"#),
+        "{api}"
+    );
+    assert!(
+        api.contains("http_request_duration_seconds_bucket"),
+        "{api}"
+    );
     let signer = sys.metrics("signer").await;
-    assert!(signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#), "{signer}");
-    assert!(signer.contains(r#"upstream_calls_total{outcome="signed"} 1"#), "{signer}");
+    assert!(
+        signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#),
+        "{signer}"
+    );
+    assert!(
+        signer.contains(r#"upstream_calls_total{outcome="signed"} 1"#),
+        "{signer}"
+    );
     assert!(signer.contains("limiter_slots_used"), "{signer}");
     let notifier = sys.metrics("notifier").await;
-    assert!(notifier.contains(r#"webhook_attempts_total{outcome="delivered"} 1"#), "{notifier}");
+    assert!(
+        notifier.contains(r#"webhook_attempts_total{outcome="delivered"} 1"#),
+        "{notifier}"
+    );
 }
 
 #[tokio::test]
@@ -90,26 +113,45 @@ async fn a_burst_of_60_is_absorbed_within_the_limit_and_every_caller_is_answered
 
 #[tokio::test]
 async fn concurrent_requests_for_one_message_share_one_upstream_job_and_each_get_an_answer() {
-    let sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        first_try_success: 1.0,
+        ..Options::default()
+    })
+    .await;
     let same = vec!["the same message".to_owned(); 10];
     let answers = burst(&sys, &same).await;
     let ids: std::collections::BTreeSet<String> = answers.iter().map(|a| a.id()).collect();
     assert_eq!(ids.len(), 10, "every caller gets its own job id");
     all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
     let calls = sys.audit_calls().await;
-    let for_it: Vec<_> = calls.iter().filter(|c| c["message"] == "the same message").collect();
-    assert_eq!(for_it.len(), 1, "one upstream call for ten identical requests: {for_it:?}");
+    let for_it: Vec<_> = calls
+        .iter()
+        .filter(|c| c["message"] == "the same message")
+        .collect();
+    assert_eq!(
+        for_it.len(),
+        1,
+        "one upstream call for ten identical requests: {for_it:?}"
+    );
     // Later: answered from the cache, no new call.
     let again = sign(&sys, "the same message").await;
     assert_eq!(again.status, 200);
     assert!(again.elapsed < Duration::from_secs(2));
     let calls_after = sys.audit_calls().await;
-    assert_eq!(calls_after.len(), calls.len(), "a known signature costs no upstream call");
+    assert_eq!(
+        calls_after.len(),
+        calls.len(),
+        "a known signature costs no upstream call"
+    );
 }
 
 #[tokio::test]
 async fn identical_messages_on_a_failing_upstream_each_get_their_own_webhook() {
-    let sys = spawn_system(Options { first_try_success: 0.0, ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        first_try_success: 0.0,
+        ..Options::default()
+    })
+    .await;
     let same = vec!["shared and degraded".to_owned(); 5];
     let answers = burst(&sys, &same).await;
     assert!(answers.iter().all(|a| a.status == 202));
@@ -129,13 +171,17 @@ async fn killing_the_signer_and_the_notifier_mid_burst_loses_nothing() {
     let msgs = messages("kill", 60);
     let answers = burst(&sys, &msgs).await;
     // Let some work happen, then crash both workers.
-    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 5).await;
+    sys.receiver
+        .wait_until(Duration::from_secs(60), |d| d.len() >= 5)
+        .await;
     sys.signer.kill9();
     sys.notifier.kill9();
     sys.signer.restart();
     sys.notifier.restart();
     sys.signer_ready().await;
-    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 20).await;
+    sys.receiver
+        .wait_until(Duration::from_secs(60), |d| d.len() >= 20)
+        .await;
     sys.signer.kill9();
     sys.signer.restart();
     let audit = all_promises_kept(&sys, &answers, Deliveries::OncePerWebhookId).await;
@@ -146,7 +192,9 @@ async fn killing_the_signer_and_the_notifier_mid_burst_loses_nothing() {
 async fn restarting_nats_mid_burst_loses_nothing() {
     let mut sys = spawn_system(Options::default()).await;
     let answers = burst(&sys, &messages("nats-restart", 60)).await;
-    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 10).await;
+    sys.receiver
+        .wait_until(Duration::from_secs(60), |d| d.len() >= 10)
+        .await;
     sys.nats.terminate();
     sys.nats.restart();
     sys.nats_ready().await;
@@ -156,34 +204,93 @@ async fn restarting_nats_mid_burst_loses_nothing() {
 
 #[tokio::test]
 async fn bad_input_gets_problem_json_and_the_service_keeps_serving() {
-    let mut sys = spawn_system(Options { first_try_success: 1.0, ..Options::default() }).await;
+    let mut sys = spawn_system(Options {
+        first_try_success: 1.0,
+        ..Options::default()
+    })
+    .await;
     let url = format!("{}/crypto/sign", sys.api_url);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         ("missing message", sys.http.get(&url), 400),
-        ("empty message", sys.http.get(format!("{url}?message=")), 400),
-        ("repeated message", sys.http.get(format!("{url}?message=a&message=b")), 400),
-        ("invalid utf-8", sys.http.get(format!("{url}?message=%ff%fe")), 400),
-        ("broken escape", sys.http.get(format!("{url}?message=%zz")), 400),
-        ("too long", sys.http.get(&url).query(&[("message", "x".repeat(5000))]), 413),
-        ("relative webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "/hook")]), 400),
-        ("ftp webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "ftp://example.com/")]), 400),
-        ("metadata webhook", sys.http.get(&url).query(&[("message", "m"), ("webhook_url", "http://169.254.169.254/")]), 400),
+        (
+            "empty message",
+            sys.http.get(format!("{url}?message=")),
+            400,
+        ),
+        (
+            "repeated message",
+            sys.http.get(format!("{url}?message=a&message=b")),
+            400,
+        ),
+        (
+            "invalid utf-8",
+            sys.http.get(format!("{url}?message=%ff%fe")),
+            400,
+        ),
+        (
+            "broken escape",
+            sys.http.get(format!("{url}?message=%zz")),
+            400,
+        ),
+        (
+            "too long",
+            sys.http.get(&url).query(&[("message", "x".repeat(5000))]),
+            413,
+        ),
+        (
+            "relative webhook",
+            sys.http
+                .get(&url)
+                .query(&[("message", "m"), ("webhook_url", "/hook")]),
+            400,
+        ),
+        (
+            "ftp webhook",
+            sys.http
+                .get(&url)
+                .query(&[("message", "m"), ("webhook_url", "ftp://example.com/")]),
+            400,
+        ),
+        (
+            "metadata webhook",
+            sys.http
+                .get(&url)
+                .query(&[("message", "m"), ("webhook_url", "http://169.254.169.254/")]),
+            400,
+        ),
         ("bad json", sys.http.post(&url).body("{not json"), 400),
         ("json without message", sys.http.post(&url).body("{}"), 400),
-        ("unknown job", sys.http.get(format!("{}/crypto/sign/jobs/00000000-0000-4000-8000-000000000000", sys.api_url)), 404),
-        ("malformed job id", sys.http.get(format!("{}/crypto/sign/jobs/..%2F..%2Fetc", sys.api_url)), 404),
+        (
+            "unknown job",
+            sys.http.get(format!(
+                "{}/crypto/sign/jobs/00000000-0000-4000-8000-000000000000",
+                sys.api_url
+            )),
+            404,
+        ),
+        (
+            "malformed job id",
+            sys.http
+                .get(format!("{}/crypto/sign/jobs/..%2F..%2Fetc", sys.api_url)),
+            404,
+        ),
     ];
     for (what, request, expected) in cases {
         let a = send(what, request).await;
         assert_eq!(a.status, expected, "{what}: {}", a.body);
         assert_eq!(a.content_type, "application/problem+json", "{what}");
         assert_eq!(a.body["status"], expected, "{what}: {}", a.body);
-        assert!(a.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}");
+        assert!(
+            a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}"
+        );
     }
     // Still serving, and JSON POST works.
     let ok = send(
         "post",
-        sys.http.post(&url).json(&serde_json::json!({"message": "after the storm", "webhook_url": sys.receiver.url})),
+        sys.http.post(&url).json(
+            &serde_json::json!({"message": "after the storm", "webhook_url": sys.receiver.url}),
+        ),
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -192,43 +299,78 @@ async fn bad_input_gets_problem_json_and_the_service_keeps_serving() {
 
 #[tokio::test]
 async fn three_signer_replicas_share_one_budget_and_survive_losing_one() {
-    let mut sys = spawn_system(Options { signers: 3, ..Options::default() }).await;
+    let mut sys = spawn_system(Options {
+        signers: 3,
+        ..Options::default()
+    })
+    .await;
     let answers = burst(&sys, &messages("replicas", 60)).await;
     // Crash one replica mid-burst: its leased messages come back when the
     // lease (call timeout + 5 s) runs out.
-    sys.receiver.wait_until(Duration::from_secs(60), |d| d.len() >= 10).await;
+    sys.receiver
+        .wait_until(Duration::from_secs(60), |d| d.len() >= 10)
+        .await;
     sys.replicas[0].kill9();
     let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
     eprintln!("3 replicas, one killed: audit {audit}");
-    assert!(audit["max_in_window"].as_u64().unwrap_or(99) <= 10, "{audit}");
+    assert!(
+        audit["max_in_window"].as_u64().unwrap_or(99) <= 10,
+        "{audit}"
+    );
     // No message was signed twice: replicas never duplicated work.
     let mut signed: std::collections::BTreeMap<String, usize> = Default::default();
     for call in sys.audit_calls().await {
         if call["status"] == 200 {
-            *signed.entry(call["message"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+            *signed
+                .entry(call["message"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
         }
     }
     assert_eq!(signed.len(), 60);
-    assert!(signed.values().all(|n| *n == 1), "a message was signed twice: {signed:?}");
+    assert!(
+        signed.values().all(|n| *n == 1),
+        "a message was signed twice: {signed:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures_are_served() {
     // 10 calls per 3 s clear about 200 calls a minute; a 20 s horizon holds
     // roughly 60 new messages' worth of calls.
-    let sys = spawn_system(Options { first_try_success: 1.0, backlog_horizon: "20s", ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        first_try_success: 1.0,
+        backlog_horizon: "20s",
+        ..Options::default()
+    })
+    .await;
     let known = sign(&sys, "known before the flood").await;
     assert_eq!(known.status, 200);
     let flood: Vec<String> = messages("flood", 150);
     let answers = burst(&sys, &flood).await;
     let refused: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
-    let accepted: Vec<_> = answers.iter().filter(|a| a.status == 200 || a.status == 202).cloned().collect();
-    assert!(!refused.is_empty(), "150 new messages exceed a 20 s horizon at 10 calls per 3 s");
-    assert!(accepted.len() >= 40, "the service still takes what it can clear: {} accepted", accepted.len());
+    let accepted: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status == 200 || a.status == 202)
+        .cloned()
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "150 new messages exceed a 20 s horizon at 10 calls per 3 s"
+    );
+    assert!(
+        accepted.len() >= 40,
+        "the service still takes what it can clear: {} accepted",
+        accepted.len()
+    );
     for r in &refused {
         assert_eq!(r.content_type, "application/problem+json");
         assert_eq!(r.body["type"], "/problems/backlog-full", "{}", r.body);
-        assert!(r.retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+        assert!(
+            r.retry_after
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|s| s >= 1)
+        );
         assert!(r.elapsed < Duration::from_secs(2));
     }
     // Later 202s promise later first calls than earlier ones.
@@ -243,9 +385,16 @@ async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures
     assert_eq!(again.status, 200, "{}", again.body);
     // Everything accepted is delivered; nothing refused is.
     all_promises_kept(&sys, &accepted, Deliveries::ExactlyOnce).await;
-    let ids: std::collections::BTreeSet<String> =
-        sys.receiver.deliveries().iter().filter_map(|d| d.body["data"]["id"].as_str().map(str::to_owned)).collect();
-    assert_eq!(ids.len(), accepted.iter().filter(|a| a.status == 202).count());
+    let ids: std::collections::BTreeSet<String> = sys
+        .receiver
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.body["data"]["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        accepted.iter().filter(|a| a.status == 202).count()
+    );
 }
 
 /// The real services drain a 60-burst as fast as the virtual-time model of
@@ -258,8 +407,16 @@ async fn drain_time_matches_the_virtual_time_model() {
     use signer::limiter::Budget;
     use signer::scheduler::RetryPolicy;
     use signer::simulation::{Model, Signer, simulate};
-    let budget = Budget { limit: 10, window: Duration::from_secs(6), margin: Duration::from_millis(300) };
-    let policy = RetryPolicy { min_backoff: Duration::from_secs(3), settle: Duration::from_secs(30), speculate: true };
+    let budget = Budget {
+        limit: 10,
+        window: Duration::from_secs(6),
+        margin: Duration::from_millis(300),
+    };
+    let policy = RetryPolicy {
+        min_backoff: Duration::from_secs(3),
+        settle: Duration::from_secs(30),
+        speculate: true,
+    };
     let model = Model {
         name: "real API at 10x",
         p_first: 0.5,
@@ -269,7 +426,9 @@ async fn drain_time_matches_the_virtual_time_model() {
         budget,
     };
     let seeds = 400;
-    let predicted = (0..seeds).map(|s| simulate(&model, s, &mut Signer(policy.clone())).drain_ms as f64).sum::<f64>()
+    let predicted = (0..seeds)
+        .map(|s| simulate(&model, s, &mut Signer(policy.clone())).drain_ms as f64)
+        .sum::<f64>()
         / seeds as f64
         / 1000.0;
     let mut measured = Vec::new();
@@ -286,11 +445,22 @@ async fn drain_time_matches_the_virtual_time_model() {
         let answers = burst(&sys, &messages(&format!("drain-{seed}"), 60)).await;
         all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
         let calls = sys.audit_calls().await;
-        let first = calls.iter().filter_map(|c| c["arrived_at_ms"].as_u64()).min().unwrap_or(0);
-        let last_signed =
-            calls.iter().filter(|c| c["status"] == 200).filter_map(|c| c["arrived_at_ms"].as_u64()).max().unwrap_or(0);
+        let first = calls
+            .iter()
+            .filter_map(|c| c["arrived_at_ms"].as_u64())
+            .min()
+            .unwrap_or(0);
+        let last_signed = calls
+            .iter()
+            .filter(|c| c["status"] == 200)
+            .filter_map(|c| c["arrived_at_ms"].as_u64())
+            .max()
+            .unwrap_or(0);
         let drain = (last_signed - first) as f64 / 1000.0;
-        eprintln!("seed {seed}: drained in {drain:.1} s with {} upstream calls", calls.len());
+        eprintln!(
+            "seed {seed}: drained in {drain:.1} s with {} upstream calls",
+            calls.len()
+        );
         measured.push(drain);
     }
     let mean = measured.iter().sum::<f64>() / measured.len() as f64;
@@ -300,7 +470,10 @@ async fn drain_time_matches_the_virtual_time_model() {
         measured.len(),
         off * 100.0
     );
-    assert!(off.abs() <= 0.15, "measured {mean:.1} s vs predicted {predicted:.1} s");
+    assert!(
+        off.abs() <= 0.15,
+        "measured {mean:.1} s vs predicted {predicted:.1} s"
+    );
 }
 
 #[tokio::test]
@@ -321,27 +494,48 @@ async fn an_upstream_answering_garbage_hanging_500_or_resetting_costs_time_not_c
     let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
     eprintln!("chaos: {audit}");
     let by = &audit["by_outcome"];
-    let chaos: u64 = ["garbage", "hang", "chaos_500", "reset"].iter().filter_map(|k| by[*k].as_u64()).sum();
+    let chaos: u64 = ["garbage", "hang", "chaos_500", "reset"]
+        .iter()
+        .filter_map(|k| by[*k].as_u64())
+        .sum();
     assert!(chaos > 0, "the chaos knobs fired: {audit}");
     let signer = sys.metrics("signer").await;
-    assert!(signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#), "{signer}");
+    assert!(
+        signer.contains(r#"upstream_calls_total{outcome="retry_later"}"#),
+        "{signer}"
+    );
 }
 
 #[tokio::test]
 async fn rejected_credentials_keep_the_jobs_and_make_the_signer_not_ready() {
-    let sys = spawn_system(Options { upstream_key: "wrong-key", ..Options::default() }).await;
+    let sys = spawn_system(Options {
+        upstream_key: "wrong-key",
+        ..Options::default()
+    })
+    .await;
     let a = sign(&sys, "signed with the wrong key").await;
     assert_eq!(a.status, 202, "{}", a.body);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while sys.signer_readiness().await != 503 {
-        assert!(tokio::time::Instant::now() < deadline, "signer still ready after a 401");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "signer still ready after a 401"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let signer = sys.metrics("signer").await;
-    assert!(signer.contains(r#"upstream_calls_total{outcome="misconfigured"}"#), "{signer}");
+    assert!(
+        signer.contains(r#"upstream_calls_total{outcome="misconfigured"}"#),
+        "{signer}"
+    );
     let job = status(&sys, a.location.as_deref().expect("Location")).await;
     assert_eq!(job["status"], "pending", "the job is kept: {job}");
-    assert!(job["last_error"].as_str().is_some_and(|e| e.contains("credentials")), "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("credentials")),
+        "{job}"
+    );
 }
 
 #[tokio::test]
@@ -350,20 +544,35 @@ async fn a_slow_client_cannot_hold_a_connection_open() {
     let sys = spawn_system(Options::default()).await;
     let addr = sys.api_url.trim_start_matches("http://").to_owned();
     // Headers trickled and never finished: the server hangs up.
-    let mut slow_headers = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    slow_headers.write_all(b"GET /crypto/sign?message=x HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut slow_headers = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow_headers
+        .write_all(b"GET /crypto/sign?message=x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     // A body announced and never sent: the server answers 408 and hangs up.
-    let mut slow_body = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut slow_body = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     slow_body
         .write_all(b"POST /crypto/sign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"mess")
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(40), slow_headers.read_to_end(&mut buf)).await;
-    assert!(closed.is_ok(), "a connection trickling its headers is still open after 40 s");
+    let closed =
+        tokio::time::timeout(Duration::from_secs(40), slow_headers.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection trickling its headers is still open after 40 s"
+    );
     let mut answer = Vec::new();
-    let answered = tokio::time::timeout(Duration::from_secs(40), slow_body.read_to_end(&mut answer)).await;
-    assert!(answered.is_ok(), "a connection trickling its body is still open after 40 s");
+    let answered =
+        tokio::time::timeout(Duration::from_secs(40), slow_body.read_to_end(&mut answer)).await;
+    assert!(
+        answered.is_ok(),
+        "a connection trickling its body is still open after 40 s"
+    );
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("application/problem+json"), "{text}");

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Where cargo put the workspace binaries (next to this test's `deps/`).
@@ -33,7 +36,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     /// A fresh directory under the system temp dir.
     pub fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("sign-gw-{tag}-{}-{}", std::process::id(), free_port()));
+        let path = std::env::temp_dir().join(format!(
+            "sign-gw-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&path).expect("temp dir");
         Self(path)
     }
@@ -59,7 +66,13 @@ pub struct Proc {
 
 impl Proc {
     /// Start `program` with `args` and `env`, logging to `log_dir/name.log`.
-    pub fn start(name: &str, program: PathBuf, args: &[&str], env: BTreeMap<String, String>, log_dir: &Path) -> Self {
+    pub fn start(
+        name: &str,
+        program: PathBuf,
+        args: &[&str],
+        env: BTreeMap<String, String>,
+        log_dir: &Path,
+    ) -> Self {
         let mut p = Self {
             name: name.to_owned(),
             program,
@@ -73,13 +86,20 @@ impl Proc {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let err = log.try_clone().expect("log file");
         let child = Command::new(&self.program)
             .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(log)
@@ -100,7 +120,10 @@ impl Proc {
     /// SIGTERM and wait for the exit (bounded), like `docker stop`.
     pub fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(30) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -145,7 +168,10 @@ impl Drop for Proc {
 pub async fn wait_for_port(port: u16, what: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -158,9 +184,10 @@ pub async fn wait_for_ok(http: &reqwest::Client, url: &str, what: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if let Ok(r) = http.get(url).send().await
-            && r.status().is_success() {
-                return;
-            }
+            && r.status().is_success()
+        {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what} never became ready at {url}");

@@ -47,9 +47,13 @@ impl Receiver {
     /// Listen on a free port.
     pub async fn start() -> Self {
         let inner = Arc::new(Inner::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let app = Router::new().route("/hook", post(receive)).with_state(Arc::clone(&inner));
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -62,7 +66,11 @@ impl Receiver {
     }
 
     /// Wait until `pred` holds over the deliveries, up to `limit`.
-    pub async fn wait_until(&self, limit: Duration, pred: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.inner.arrived.notified();
@@ -76,22 +84,38 @@ impl Receiver {
 }
 
 async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     let webhook_id = header("webhook-id");
     let timestamp = header("webhook-timestamp");
     let signatures = header("webhook-signature");
     let signature_valid = verify(&webhook_id, &timestamp, &body, &signatures);
     let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    inner.deliveries.lock().expect("lock").push(Delivery { webhook_id, body, signature_valid });
+    inner.deliveries.lock().expect("lock").push(Delivery {
+        webhook_id,
+        body,
+        signature_valid,
+    });
     inner.arrived.notify_waiters();
     StatusCode::NO_CONTENT
 }
 
 fn verify(id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
-    let Ok(key) = STANDARD.decode(SECRET_B64) else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else { return false };
+    let Ok(key) = STANDARD.decode(SECRET_B64) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        return false;
+    };
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     let expected = STANDARD.encode(mac.finalize().into_bytes());
-    header.split(' ').any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+    header
+        .split(' ')
+        .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
 }

@@ -35,7 +35,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { first_try_success: 0.5, seed: 7, limit: 10, window: Duration::from_secs(3), signers: 1,
+        Self {
+            first_try_success: 0.5,
+            seed: 7,
+            limit: 10,
+            window: Duration::from_secs(3),
+            signers: 1,
             backlog_horizon: "24h",
             time_scale: 60.0,
             retry_min_backoff: "500ms",
@@ -68,7 +73,10 @@ pub struct System {
 }
 
 fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// Start everything and wait until it is ready.
@@ -83,7 +91,15 @@ pub async fn spawn_system(opts: Options) -> System {
     let nats = Proc::start(
         "nats",
         "nats-server".into(),
-        &["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string(), "-sd", store.to_str().expect("utf-8 path")],
+        &[
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats_port.to_string(),
+            "-sd",
+            store.to_str().expect("utf-8 path"),
+        ],
         BTreeMap::new(),
         &dir.0,
     );
@@ -105,7 +121,11 @@ pub async fn spawn_system(opts: Options) -> System {
             ("SIM_KEY_BITS", "2048".into()),
         ])
         .into_iter()
-        .chain(opts.sim_env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .chain(
+            opts.sim_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
         .collect(),
         &dir.0,
     );
@@ -140,15 +160,19 @@ pub async fn spawn_system(opts: Options) -> System {
         )
     };
     let signer = start_signer("signer", signer_port);
-    let replicas: Vec<Proc> =
-        (1..opts.signers.max(1)).map(|i| start_signer(&format!("signer-{i}"), free_port())).collect();
+    let replicas: Vec<Proc> = (1..opts.signers.max(1))
+        .map(|i| start_signer(&format!("signer-{i}"), free_port()))
+        .collect();
     let notifier = Proc::start(
         "notifier",
         bin("notifier"),
         &[],
         common(&[
             ("WEBHOOK_SECRET", format!("whsec_{SECRET_B64}")),
-            ("WEBHOOK_RETRY_SCHEDULE", "0s,200ms,500ms,1s,2s,2s,2s,2s,2s,2s".into()),
+            (
+                "WEBHOOK_RETRY_SCHEDULE",
+                "0s,200ms,500ms,1s,2s,2s,2s,2s,2s,2s".into(),
+            ),
             ("WEBHOOK_RETRY_JITTER", "0".into()),
             ("WEBHOOK_TIMEOUT", "2s".into()),
             ("REPLY_GRACE", "3s".into()),
@@ -156,11 +180,20 @@ pub async fn spawn_system(opts: Options) -> System {
         ]),
         &dir.0,
     );
-    let api = Proc::start("api", bin("api"), &[], common(&[
+    let api = Proc::start(
+        "api",
+        bin("api"),
+        &[],
+        common(&[
             ("API_ADDR", format!("127.0.0.1:{api_port}")),
             ("BACKLOG_HORIZON", opts.backlog_horizon.to_owned()),
-        ]), &dir.0);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        ]),
+        &dir.0,
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     let api_url = format!("http://127.0.0.1:{api_port}");
     let signer_health = format!("http://127.0.0.1:{signer_port}/readyz");
     let notifier_health = format!("http://127.0.0.1:{notifier_port}/readyz");
@@ -168,13 +201,33 @@ pub async fn spawn_system(opts: Options) -> System {
     wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
     wait_for_ok(&http, &signer_health, "signer").await;
     let receiver = Receiver::start().await;
-    System { nats, sim, signer, replicas, notifier, api, api_url, sim_url, signer_health, notifier_health, receiver, http, nats_port, _dir: dir }
+    System {
+        nats,
+        sim,
+        signer,
+        replicas,
+        notifier,
+        api,
+        api_url,
+        sim_url,
+        signer_health,
+        notifier_health,
+        receiver,
+        http,
+        nats_port,
+        _dir: dir,
+    }
 }
 
 impl System {
     /// The signer's `/readyz` status code.
     pub async fn signer_readiness(&self) -> u16 {
-        self.http.get(&self.signer_health).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        self.http
+            .get(&self.signer_health)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
     }
 
     /// Wait for the signer to be ready again (after a restart).
@@ -189,7 +242,14 @@ impl System {
             "signer" => self.signer_health.replace("/readyz", "/metrics"),
             _ => self.notifier_health.replace("/readyz", "/metrics"),
         };
-        self.http.get(url).send().await.expect("metrics").text().await.expect("metrics text")
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Wait for nats-server to accept connections again.
