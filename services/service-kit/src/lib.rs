@@ -60,7 +60,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// `<binary> healthcheck`: exit 0 if `GET /healthz` on `addr` answers 200.
+/// `<binary> healthcheck`: exit 0 if `GET /healthz` on `addr` answers 200
+/// within 2 s, else 1.
 ///
 /// Container images have no shell or curl, so each binary probes itself;
 /// a wildcard listen address is probed on loopback.
@@ -69,15 +70,26 @@ pub fn probe(addr: std::net::SocketAddr) -> i32 {
     use std::time::Duration;
     let mut target = addr;
     if target.ip().is_unspecified() {
-        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        target.set_ip(match target.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
     }
     let attempt = || -> std::io::Result<bool> {
         let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
         stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut head = [0u8; 16];
-        let n = stream.read(&mut head)?;
-        Ok(head[..n].starts_with(b"HTTP/1.0 200") || head[..n].starts_with(b"HTTP/1.1 200"))
+        // The status line's start, e.g. `HTTP/1.1 200`; a short read goes on.
+        let mut head = [0u8; 12];
+        let mut n = 0;
+        while n < head.len() {
+            match stream.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(&head[..n] == b"HTTP/1.0 200" || &head[..n] == b"HTTP/1.1 200")
     };
     match attempt() {
         Ok(true) => 0,
