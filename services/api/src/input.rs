@@ -223,10 +223,7 @@ mod tests {
             "missing-message"
         );
         assert_eq!(
-            kind(
-                from_query(Some("message=a&message=b"), &r)
-                    .expect_err("bad")
-            ),
+            kind(from_query(Some("message=a&message=b"), &r).expect_err("bad")),
             "repeated-parameter"
         );
         assert_eq!(
@@ -242,46 +239,28 @@ mod tests {
             "bad-encoding"
         );
         assert_eq!(
-            kind(
-                from_query(Some(&format!("message={}", "x".repeat(17))), &r)
-                    .expect_err("bad")
-            ),
+            kind(from_query(Some(&format!("message={}", "x".repeat(17))), &r).expect_err("bad")),
             "too-long"
         );
         assert_eq!(
-            kind(
-                from_query(Some("message=a&webhook_url=ftp://x.example/"), &r)
-                    .expect_err("bad")
-            ),
+            kind(from_query(Some("message=a&webhook_url=ftp://x.example/"), &r).expect_err("bad")),
             "invalid-webhook-url"
         );
         assert_eq!(
-            kind(
-                from_query(Some("message=a&webhook_url=/relative"), &r)
-                    .expect_err("bad")
-            ),
+            kind(from_query(Some("message=a&webhook_url=/relative"), &r).expect_err("bad")),
             "invalid-webhook-url"
         );
         assert_eq!(
-            kind(
-                from_query(Some("message=a&webhook_url=http://127.0.0.1/"), &r)
-                    .expect_err("bad")
-            ),
+            kind(from_query(Some("message=a&webhook_url=http://127.0.0.1/"), &r).expect_err("bad")),
             "invalid-webhook-url"
         );
-        assert_eq!(
-            kind(from_json(b"{", &r).expect_err("bad")),
-            "invalid-json"
-        );
+        assert_eq!(kind(from_json(b"{", &r).expect_err("bad")), "invalid-json");
         assert_eq!(
             kind(from_json(br#"{"message": 5}"#, &r).expect_err("bad")),
             "invalid-json"
         );
         assert_eq!(
-            kind(
-                from_json(br#"{"message": "a", "extra": 1}"#, &r)
-                    .expect_err("bad")
-            ),
+            kind(from_json(br#"{"message": "a", "extra": 1}"#, &r).expect_err("bad")),
             "invalid-json"
         );
     }

@@ -4,6 +4,7 @@
 //! sign request to JetStream, waits briefly for the signer's result and
 //! answers 200 (signature) or 202 (status URL; a webhook follows).
 
+pub mod admission;
 pub mod backlog;
 pub mod bodies;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod reply;
 pub mod request_id;
 pub mod result_cache;
 pub mod results_watch;

@@ -6,10 +6,12 @@
 //! notifier reads (or, if the api died, claims) that same field, so a
 //! signature landing at the deadline cannot produce both or neither.
 
-use crate::backlog::{Estimate, Pace, Pending};
+use crate::admission::expectations;
+use crate::backlog::Estimate;
 use crate::bodies::{JobState, PendingBody, SignedBody};
 use crate::input::{self, SignInput};
 use crate::problem::{ApiError, Problem};
+use crate::reply::{claim_reply, withdraw};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use axum::Extension;
@@ -21,9 +23,9 @@ use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 use wire_contract::messages::{Outcome, SignRequestV1};
-use wire_contract::records::{JobRecord, LimiterState, Reply, ResultRecord};
+use wire_contract::records::{JobRecord, Reply, ResultRecord};
 use wire_contract::time::{Clock, SystemClock};
-use wire_contract::{MessageKey, RecordError, load, names, publish_once, save};
+use wire_contract::{MessageKey, load, names, publish_once, save};
 
 /// Time allowed for accepting a request (reading the cache, recording the
 /// job, publishing); past it the broker is too slow and we answer 503.
@@ -271,62 +273,6 @@ async fn sign(
     Ok(pending(&state, &job_id, &input, expect))
 }
 
-/// Expectations for a new message, or `None` when it is already queued or
-/// the budget cannot be read in time (no estimate, no refusal).
-/// Refuses (503) when the backlog could not be cleared within the horizon.
-async fn expectations(
-    state: &AppState,
-    key: &str,
-    by: Instant,
-) -> Result<Option<Estimate>, ApiError> {
-    // Long enough for the signer to record the work item (milliseconds
-    // usually), short enough that messages finished since are not counted.
-    const UNSEEN_FOR: Duration = Duration::from_secs(2);
-    let counts = {
-        let items = state.work.items();
-        if items.contains_key(key) {
-            return Ok(None);
-        }
-        let mut recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|_, at| at.elapsed() < UNSEEN_FOR);
-        let unseen = recent
-            .keys()
-            .filter(|k| k.as_str() != key && !items.contains_key(*k))
-            .count();
-        recent.insert(key.to_owned(), std::time::Instant::now());
-        let untried = items.values().filter(|w| w.attempts == 0).count() + unseen;
-        Pending {
-            untried,
-            retrying: items.len() + unseen - untried,
-        }
-    };
-    let calls = match timeout_at(
-        by,
-        load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY),
-    )
-    .await
-    {
-        Ok(Ok(v)) => v.value.unwrap_or_default().calls,
-        _ => return Ok(None),
-    };
-    let pace = Pace {
-        limit: state.config.rate_limit,
-        window: state.config.rate_window,
-    };
-    let estimate = pace.estimate(SystemClock.now(), &calls, counts);
-    let horizon = state.config.backlog_horizon;
-    if estimate.clear_in > horizon {
-        metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(1);
-        let over = (estimate.clear_in - horizon).as_secs().max(1);
-        return Err(ApiError::Overloaded {
-            clear_in_secs: estimate.clear_in.as_secs(),
-            horizon_secs: horizon.as_secs(),
-            retry_after: over.min(3600),
-        });
-    }
-    Ok(Some(estimate))
-}
-
 /// The outcome for `key` from the results bucket, remembered in memory.
 async fn known_outcome(
     state: &AppState,
@@ -342,32 +288,6 @@ async fn known_outcome(
         state.cache.insert(key, r.outcome.clone());
         r.outcome
     }))
-}
-
-/// Mark a job whose caller was answered 503 as withdrawn (no webhook),
-/// creating the record if its own write never landed. Retried for a while:
-/// it must win before the job's outcome reaches the notifier.
-async fn withdraw(jobs: async_nats::jetstream::kv::Store, mut job: JobRecord) {
-    for _ in 0..60 {
-        if let Ok(v) = load::<JobRecord>(&jobs, "job", &job.id).await {
-            let mut record = v.value.unwrap_or_else(|| job.clone());
-            if record.reply.is_some() {
-                return;
-            }
-            record.reply = Some(Reply::Withdrawn);
-            match save(&jobs, &job.id, &record, v.revision).await {
-                Ok(_) => {
-                    tracing::info!(job_id = %job.id, "job withdrawn after a 503");
-                    return;
-                }
-                Err(RecordError::Conflict) => continue,
-                Err(_) => {}
-            }
-        }
-        job.reply = None;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tracing::warn!(job_id = %job.id, "could not withdraw a job answered 503; a webhook may follow");
 }
 
 /// Wait until `deadline` for `key`'s result to land.
@@ -387,26 +307,6 @@ async fn wait_for(
                 }
             },
             _ = tokio::time::sleep_until(deadline) => return None,
-        }
-    }
-}
-
-/// Set the job's reply to `want` unless already decided; returns whether
-/// the job's reply is now `want`.
-async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool, RecordError> {
-    loop {
-        let v = load::<JobRecord>(&state.topo.jobs, "job", job_id).await?;
-        let Some(mut job) = v.value else {
-            return Ok(false);
-        };
-        if let Some(reply) = job.reply {
-            return Ok(reply == want);
-        }
-        job.reply = Some(want);
-        match save(&state.topo.jobs, job_id, &job, v.revision).await {
-            Ok(_) => return Ok(true),
-            Err(RecordError::Conflict) => continue,
-            Err(e) => return Err(e),
         }
     }
 }

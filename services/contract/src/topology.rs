@@ -154,6 +154,9 @@ fn stream_configs() -> Vec<stream::Config> {
             name: names::DEAD_LETTER_STREAM.to_owned(),
             subjects: vec![names::DEAD_LETTER_SUBJECTS.to_owned()],
             retention: RetentionPolicy::Limits,
+            // As long as the job records: a letter outliving its job could
+            // not be redriven anyway.
+            max_age: JOB_RETENTION,
             storage: StorageType::File,
             duplicate_window: dedupe,
             allow_direct: true,
