@@ -126,7 +126,7 @@ if need_base "$nats_image"; then
   "$nats_bin" --version | grep -q "v$nats_version" || { log "$nats_bin is not v$nats_version"; exit 1; }
   if [ ! -x /bin/busybox ] || ! /bin/busybox --list >/dev/null 2>&1; then
     log "installing busybox-static"
-    apt-get install -y busybox-static >/dev/null
+    (apt-get update -qq && apt-get install -y -qq busybox-static) >/dev/null
   fi
   if ldd /bin/busybox >/dev/null 2>&1; then
     log "/bin/busybox is not static (install busybox-static)"; exit 1
