@@ -78,14 +78,7 @@ async fn healthz() -> &'static str {
     )
 )]
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
-    match tokio::time::timeout(std::time::Duration::from_millis(1500), state.topo.check()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NATS did not answer in time".into(),
-        ),
-    }
+    service_kit::readiness(&state.topo, std::time::Duration::from_millis(1500)).await
 }
 
 /// Serve on `listener` until `shutdown`; requests in flight are answered.

@@ -112,14 +112,7 @@ pub async fn serve_health(
 ) -> std::io::Result<()> {
     use axum::{Router, extract::State, http::StatusCode, routing::get};
     async fn ready(State(topology): State<wire_contract::Topology>) -> (StatusCode, String) {
-        match tokio::time::timeout(std::time::Duration::from_secs(2), topology.check()).await {
-            Ok(Ok(())) => (StatusCode::OK, "ready".into()),
-            Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            Err(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NATS did not answer in time".into(),
-            ),
-        }
+        readiness(&topology, std::time::Duration::from_secs(2)).await
     }
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -236,4 +229,21 @@ pub async fn serve_http(
         }
     }
     Ok(())
+}
+
+/// The `/readyz` answer of every service: `200 ready` when NATS and every
+/// stream and bucket answer within `within`, else `503` with the reason.
+pub async fn readiness(
+    topology: &wire_contract::Topology,
+    within: std::time::Duration,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    match tokio::time::timeout(within, topology.check()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready".into()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS did not answer in time".into(),
+        ),
+    }
 }

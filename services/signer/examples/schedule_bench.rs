@@ -71,20 +71,19 @@ impl Policy for Oracle {
         if let Admission::At(t) = admission {
             return Err(Some(t.0));
         }
-        let pending = |m: &&Msg| m.done_at.is_none() && m.arrival <= now;
-        if let Some(i) = msgs.iter().position(|m| pending(&m) && m.attempts == 0) {
+        if let Some(i) = msgs.iter().position(|m| m.waiting(now) && m.attempts == 0) {
             return Ok(i);
         }
         let ready = msgs
             .iter()
             .enumerate()
-            .filter(|(_, m)| pending(m) && m.degraded_until.is_some_and(|u| u <= now))
+            .filter(|(_, m)| m.waiting(now) && m.degraded_until.is_some_and(|u| u <= now))
             .min_by_key(|(_, m)| m.degraded_until);
         match ready {
             Some((i, _)) => Ok(i),
             None => Err(msgs
                 .iter()
-                .filter(|m| pending(m))
+                .filter(|m| m.waiting(now))
                 .filter_map(|m| m.degraded_until)
                 .min()),
         }
@@ -107,9 +106,7 @@ impl Policy for HeadOfLine {
         if let Admission::At(t) = admission {
             return Err(Some(t.0));
         }
-        msgs.iter()
-            .position(|m| m.done_at.is_none() && m.arrival <= now)
-            .ok_or(None)
+        msgs.iter().position(|m| m.waiting(now)).ok_or(None)
     }
 }
 
@@ -139,9 +136,8 @@ impl Policy for Poll30 {
             self.tried_this_tick = vec![false; msgs.len()];
         }
         if let Admission::Now = admission
-            && let Some(i) = (0..msgs.len()).find(|&i| {
-                msgs[i].done_at.is_none() && msgs[i].arrival <= now && !self.tried_this_tick[i]
-            })
+            && let Some(i) =
+                (0..msgs.len()).find(|&i| msgs[i].waiting(now) && !self.tried_this_tick[i])
         {
             self.tried_this_tick[i] = true;
             return Ok(i);
@@ -170,7 +166,7 @@ impl Policy for RoundRobin {
         }
         for step in 0..msgs.len() {
             let i = (self.cursor + step) % msgs.len();
-            if msgs[i].done_at.is_none() && msgs[i].arrival <= now {
+            if msgs[i].waiting(now) {
                 self.cursor = i + 1;
                 return Ok(i);
             }

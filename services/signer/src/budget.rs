@@ -45,11 +45,6 @@ impl SharedBudget {
         Ok(v.value.unwrap_or_default().calls)
     }
 
-    /// Whether a call could start at `now` (no write).
-    pub async fn admission(&self, now: UnixMillis) -> Result<Admission, RecordError> {
-        Ok(self.budget.admit(now, &self.calls().await?))
-    }
-
     /// Take a slot if one is free, recording the call atomically.
     pub async fn take(&self, clock: &dyn Clock) -> Result<Taken, RecordError> {
         loop {

@@ -59,12 +59,5 @@ async fn ready(State((topo, health)): State<(Topology, Arc<Health>)>) -> (Status
             "upstream rejects our credentials (UPSTREAM_API_KEY)".into(),
         );
     }
-    match tokio::time::timeout(std::time::Duration::from_secs(2), topo.check()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NATS did not answer in time".into(),
-        ),
-    }
+    service_kit::readiness(&topo, std::time::Duration::from_secs(2)).await
 }

@@ -37,6 +37,11 @@ pub struct Msg {
 }
 
 impl Msg {
+    /// Arrived by `now` and not yet signed: a policy may call it.
+    pub fn waiting(&self, now: u64) -> bool {
+        self.done_at.is_none() && self.arrival <= now
+    }
+
     /// Call the upstream at `now`; true if signed.
     pub fn call(&mut self, now: u64) -> bool {
         self.attempts += 1;
@@ -111,7 +116,7 @@ impl Policy for Signer {
         let candidates: Vec<Candidate<usize>> = msgs
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.done_at.is_none() && m.arrival <= now)
+            .filter(|(_, m)| m.waiting(now))
             .map(|(i, m)| Candidate {
                 key: i,
                 attempts: m.attempts,
