@@ -45,7 +45,10 @@ pub async fn expectations(
     )
     .await
     {
-        Ok(Ok(v)) => v.value.unwrap_or_default().calls,
+        Ok(Ok(v)) => v
+            .value
+            .unwrap_or_default()
+            .starts(v.written.unwrap_or_default()),
         _ => return Ok(None),
     };
     let pace = Pace {

@@ -111,9 +111,8 @@ pub async fn data(State(state): State<AppState>) -> Response {
     let calls = load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY)
         .await
         .ok()
-        .and_then(|v| v.value)
-        .unwrap_or_default()
-        .calls;
+        .and_then(|v| Some(v.value?.starts(v.written?)))
+        .unwrap_or_default();
     let mut slots: Vec<Value> = calls
         .iter()
         .filter(|c| c.plus(window) > now)

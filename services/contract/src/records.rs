@@ -93,12 +93,127 @@ pub struct WorkItem {
     pub lease: Option<Lease>,
 }
 
-/// Start times of recent upstream calls. Key: [`crate::names::LIMITER_KEY`].
-/// Every call is appended here, by compare-and-set, before it is sent.
+/// An instant in NATS server time. A slot is stamped by the server that
+/// stores the write adding or ending it, so replicas' clocks never enter the
+/// limiter: [`Stamp::Written`] means "when this revision was stored", and
+/// the next writer replaces it with the entry's timestamp
+/// ([`LimiterState::materialized`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stamp {
+    /// The time the server stored the revision that holds this value.
+    Written,
+    /// A known server time.
+    At(UnixMillis),
+}
+
+impl Stamp {
+    /// The instant, given when the holding revision was stored.
+    pub fn at(self, written: UnixMillis) -> UnixMillis {
+        match self {
+            Stamp::Written => written,
+            Stamp::At(t) => t,
+        }
+    }
+}
+
+/// One upstream call's place in the budget: reserved before it is sent,
+/// ended once it is over (answer, timeout or error). The upstream counts it
+/// at some instant between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSlot {
+    /// Chosen by the replica that reserves it, to find it again.
+    pub id: u64,
+    /// When the reservation was stored.
+    pub start: Stamp,
+    /// When the end was stored; `None` while the call may be in flight.
+    pub end: Option<Stamp>,
+}
+
+/// The upstream calls that still count, shared by every signer replica.
+/// Key: [`crate::names::LIMITER_KEY`]. Every call is reserved here, by
+/// compare-and-set, before it is sent; the transitions below are the only
+/// ways it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimiterState {
-    /// Start times, oldest first; entries older than the window are pruned.
+    /// Start times written by versions before slots had ends. Read as calls
+    /// still in flight; never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<UnixMillis>,
+    /// Calls that may still count, oldest first.
+    #[serde(default)]
+    pub slots: Vec<CallSlot>,
+    /// No call may start before this server time: set when the state was
+    /// found lost and calls might have been made that it no longer shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<UnixMillis>,
+}
+
+impl LimiterState {
+    /// This state as stored by a revision written at `written` (server
+    /// time): every [`Stamp::Written`] becomes that instant and old-format
+    /// start times become slots, so the result can be written again.
+    pub fn materialized(mut self, written: UnixMillis) -> Self {
+        for (i, start) in std::mem::take(&mut self.calls).into_iter().enumerate() {
+            self.slots.push(CallSlot {
+                id: i as u64,
+                start: Stamp::At(start),
+                end: None,
+            });
+        }
+        for slot in &mut self.slots {
+            slot.start = Stamp::At(slot.start.at(written));
+            slot.end = slot.end.map(|e| Stamp::At(e.at(written)));
+        }
+        self.slots.sort_by_key(|s| s.start.at(written));
+        self
+    }
+
+    /// A new slot `id` whose start is this write's time.
+    pub fn reserving(mut self, id: u64) -> Self {
+        self.slots.push(CallSlot {
+            id,
+            start: Stamp::Written,
+            end: None,
+        });
+        self
+    }
+
+    /// Slot `id` ended at this write's time. `None` when there is nothing
+    /// to write: the slot is gone (pruned, or the state was lost) or ended.
+    pub fn ending(mut self, id: u64) -> Option<Self> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.id == id && s.end.is_none())?;
+        slot.end = Some(Stamp::Written);
+        Some(self)
+    }
+
+    /// Without slot `id`, for a reservation whose call was never sent.
+    /// `None` when it is not there.
+    pub fn cancelling(mut self, id: u64) -> Option<Self> {
+        let before = self.slots.len();
+        self.slots.retain(|s| s.id != id);
+        (self.slots.len() < before).then_some(self)
+    }
+
+    /// Start times of every slot, oldest first (for estimates and the
+    /// status page), given when this state was stored.
+    pub fn starts(&self, written: UnixMillis) -> Vec<UnixMillis> {
+        let mut starts: Vec<UnixMillis> = self.calls.clone();
+        starts.extend(self.slots.iter().map(|s| s.start.at(written)));
+        starts.sort_unstable();
+        starts
+    }
+
+    /// The server time slot `id` started, if it is here.
+    pub fn start_of(&self, id: u64, written: UnixMillis) -> Option<UnixMillis> {
+        self.slots
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.start.at(written))
+    }
 }
 
 /// Where a job's webhook stands.

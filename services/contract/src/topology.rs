@@ -5,6 +5,7 @@
 //! returns an existing stream without comparing its config), so a changed
 //! config here reaches a running server on the next deploy.
 
+use crate::UnixMillis;
 use crate::names;
 use crate::{CodecError, decode, encode};
 use async_nats::jetstream::{
@@ -190,6 +191,9 @@ pub struct Versioned<T> {
     pub value: Option<T>,
     /// Revision to pass to [`save`] for compare-and-set.
     pub revision: u64,
+    /// When the server stored that revision (server time); `None` when the
+    /// key was never written.
+    pub written: Option<UnixMillis>,
 }
 
 /// Failure reading or writing a KV record.
@@ -233,16 +237,24 @@ pub async fn load<T: DeserializeOwned>(
         None => Ok(Versioned {
             value: None,
             revision: 0,
+            written: None,
         }),
         Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => Ok(Versioned {
             value: None,
             revision: e.revision,
+            written: Some(server_time(e.created)),
         }),
         Some(e) => Ok(Versioned {
             value: Some(decode(what, &e.value)?),
             revision: e.revision,
+            written: Some(server_time(e.created)),
         }),
     }
+}
+
+/// A timestamp set by nats-server (a stored message's time) as Unix millis.
+pub fn server_time(t: time::OffsetDateTime) -> UnixMillis {
+    UnixMillis((t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
 }
 
 /// Write `value` if `key` is still at `revision` (compare-and-set);
@@ -281,8 +293,14 @@ pub async fn remove(store: &kv::Store, key: &str, revision: u64) -> Result<(), R
         .delete_expect_revision(key, Some(revision))
         .await
         .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("wrong last sequence") {
+            // The client reports a stale revision as a publish error of
+            // kind `WrongLastSequence` under its own `Other`.
+            let stale = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<async_nats::jetstream::context::PublishError>())
+                .is_some_and(|p| {
+                    p.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
+                });
+            if stale {
                 RecordError::Conflict
             } else {
                 RecordError::Nats {

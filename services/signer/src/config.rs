@@ -15,7 +15,9 @@ pub struct Config {
     pub rate_limit: u32,
     /// The upstream's sliding window.
     pub rate_window: Duration,
-    /// Extra spacing added to the window for clock and latency jitter.
+    /// Tolerated clock skew between the NATS servers that stamp upstream
+    /// calls; widens each call's span on both sides. Replicas' own clocks
+    /// never enter the limit.
     pub rate_margin: Duration,
     /// Per-call timeout; a timed-out call still counts against the budget.
     pub upstream_timeout: Duration,
@@ -67,7 +69,7 @@ impl Config {
                     problem: format!("{e}"),
                 })?,
             rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
-            rate_margin: duration("UPSTREAM_RATE_MARGIN", "1s")?,
+            rate_margin: duration("UPSTREAM_RATE_MARGIN", "500ms")?,
             upstream_timeout: duration("UPSTREAM_TIMEOUT", "10s")?,
             retry_min_backoff: duration("RETRY_MIN_BACKOFF", "30s")?,
             retry_settle: duration("RETRY_SETTLE", "300s")?,

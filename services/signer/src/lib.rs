@@ -51,13 +51,23 @@ pub async fn run(
         config.upstream_timeout,
     )?;
     let budget = budget::SharedBudget::new(
-        topo.limiter.clone(),
+        &topo,
         limiter::Budget {
             limit: config.rate_limit,
             window: config.rate_window,
             margin: config.rate_margin,
+            call_timeout: config.upstream_timeout,
         },
     );
+    // Before anything is claimed: a fresh install finds no claim and starts
+    // with an empty budget; a lost one is rebuilt from what survives.
+    while let Err(e) = budget.ensure(clock.as_ref()).await {
+        tracing::warn!(error = %e, "cannot read the upstream budget yet; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
     let view = Arc::new(work_view::WorkView::default());
     let health = Arc::new(health::Health::default());
     let worker = Arc::new(worker::Worker::new(
@@ -80,6 +90,12 @@ pub async fn run(
         let (view, store, shutdown) = (Arc::clone(&view), topo.work.clone(), shutdown.clone());
         tokio::spawn(async move { view.follow(store, "work item", shutdown).await })
     };
+    // Another replica's call ending may free a slot before the deadline the
+    // worker is sleeping towards.
+    let budget_watch = {
+        let (view, store, shutdown) = (Arc::clone(&view), topo.limiter.clone(), shutdown.clone());
+        tokio::spawn(async move { wake_on_budget_change(&view, store, shutdown).await })
+    };
     let ingest = tokio::spawn(ingest::run(
         topo.clone(),
         Arc::clone(&view),
@@ -95,8 +111,35 @@ pub async fn run(
     worker.run(shutdown.clone()).await;
     let _ = ingest.await;
     let _ = follow.await;
+    let _ = budget_watch.await;
     if let Ok(result) = health_task.await {
         result?;
     }
     Ok(())
+}
+
+async fn wake_on_budget_change(
+    view: &work_view::WorkView,
+    store: async_nats::jetstream::kv::Store,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt;
+    while !shutdown.is_cancelled() {
+        match store.watch(wire_contract::names::LIMITER_KEY).await {
+            Ok(mut changes) => loop {
+                tokio::select! {
+                    change = changes.next() => match change {
+                        Some(Ok(_)) => view.poke(),
+                        _ => break,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "budget watch failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! drain check. It drives the signer's own [`scheduler::next`] and
 //! [`Budget`]; time is plain numbers, nothing sleeps.
 
-use crate::limiter::{Admission, Budget};
+use crate::limiter::{Admission, Budget, Call};
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +21,13 @@ pub struct Model {
     pub arrival_gap_ms: u64,
     /// The budget the signer keeps.
     pub budget: Budget,
+    /// How long one call takes, drawn uniformly per call (ms). The upstream
+    /// sees it arrive at a uniformly drawn instant within that time: lag
+    /// before arrival is what breaks a limiter that counts start times.
+    pub call_ms: (u64, u64),
+    /// `false` models the limiter before calls had ends: each is counted as
+    /// if it arrived the instant it started.
+    pub count_ends: bool,
 }
 
 /// One message's truth (hidden from policies) and history.
@@ -34,16 +41,19 @@ pub struct Msg {
     pub first_attempt: Option<u64>,
     pub last_attempt: Option<u64>,
     pub done_at: Option<u64>,
+    /// A call for it is in flight until then.
+    pub busy_until: u64,
 }
 
 impl Msg {
     /// Arrived by `now` and not yet signed: a policy may call it.
     pub fn waiting(&self, now: u64) -> bool {
-        self.done_at.is_none() && self.arrival <= now
+        self.done_at.is_none() && self.arrival <= now && self.busy_until <= now
     }
 
-    /// Call the upstream at `now`; true if signed.
-    pub fn call(&mut self, now: u64) -> bool {
+    /// Call the upstream at `now`, answered at `now + took`; true if signed.
+    pub fn call(&mut self, now: u64, took: u64) -> bool {
+        self.busy_until = now + took;
         self.attempts += 1;
         self.first_attempt.get_or_insert(now);
         self.last_attempt = Some(now);
@@ -56,7 +66,7 @@ impl Msg {
             Some(until) => now >= until,
         };
         if ok {
-            self.done_at = Some(now);
+            self.done_at = Some(now + took);
         }
         ok
     }
@@ -74,6 +84,7 @@ pub fn workload(model: &Model, seed: u64) -> Vec<Msg> {
             first_attempt: None,
             last_attempt: None,
             done_at: None,
+            busy_until: 0,
         })
         .collect()
 }
@@ -123,7 +134,7 @@ impl Policy for Signer {
                 first_seen: UnixMillis(m.arrival),
                 first_attempt: m.first_attempt.map(UnixMillis),
                 last_attempt: m.last_attempt.map(UnixMillis),
-                leased_until: None,
+                leased_until: Some(UnixMillis(m.busy_until)),
             })
             .collect();
         match scheduler::next(UnixMillis(now), &candidates, admission, &self.0, None) {
@@ -138,11 +149,14 @@ pub struct Run {
     pub bound_ms: u64,
     pub calls: u64,
     pub latencies: Vec<u64>,
+    /// The most calls the upstream saw arrive in one window.
+    pub max_in_window: usize,
 }
 
 /// The earliest the last call could happen if no call were wasted: one call
 /// per message plus one per failed first try, each in the earliest slot
-/// the window allows, and none before its message arrives.
+/// the window allows, and none before its message arrives. Calls are taken
+/// to be instantaneous and clocks exact: no real limiter can do better.
 pub fn budget_bound(msgs: &[Msg], budget: Budget) -> u64 {
     let mut needs: Vec<u64> = Vec::new();
     for m in msgs {
@@ -156,28 +170,59 @@ pub fn budget_bound(msgs: &[Msg], budget: Budget) -> u64 {
         margin: std::time::Duration::ZERO,
         ..budget
     };
-    let mut calls: Vec<UnixMillis> = Vec::new();
+    let mut calls: Vec<Call> = Vec::new();
     let mut last = 0;
     for ready in needs {
         let mut t = UnixMillis(ready.max(last));
         if let Admission::At(at) = budget.admit(t, &calls) {
             t = at;
         }
-        calls = budget.record(t, &calls);
+        calls.push(Call {
+            start: t,
+            end: Some(t),
+        });
         last = t.0;
     }
     last
+}
+
+/// The most arrivals within any window of `window_ms`.
+pub fn max_in_window(arrivals: &mut [u64], window_ms: u64) -> usize {
+    arrivals.sort_unstable();
+    (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|a| **a < arrivals[i] + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
     let mut msgs = workload(model, seed);
     let bound_ms = budget_bound(&msgs, model.budget);
     let budget = model.budget;
-    let mut calls: Vec<UnixMillis> = Vec::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_ca11);
+    // (start, end) of every call; an end is known only once it has passed.
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    let mut arrivals: Vec<u64> = Vec::new();
     let mut now = 0u64;
     let mut total_calls = 0u64;
     let horizon = 24 * 3600 * 1000;
     while msgs.iter().any(|m| m.done_at.is_none()) && now < horizon {
+        let seen = |&(start, end): &(u64, u64)| Call {
+            start: UnixMillis(start),
+            end: if !model.count_ends {
+                Some(UnixMillis(start))
+            } else {
+                (end <= now).then_some(UnixMillis(end))
+            },
+        };
+        // As the signer prunes its record: calls that can no longer matter.
+        spans.retain(|s| budget.still_counts(UnixMillis(now), &seen(s)));
+        let calls: Vec<Call> = spans.iter().map(seen).collect();
         let admission = budget.admit(UnixMillis(now), &calls);
         match policy.decide(now, &msgs, admission) {
             Ok(i) => {
@@ -186,18 +231,22 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
                     "{} called over budget",
                     policy.name()
                 );
-                calls = budget.record(UnixMillis(now), &calls);
+                let took = rng.gen_range(model.call_ms.0..=model.call_ms.1);
+                spans.push((now, now + took));
+                arrivals.push(now + rng.gen_range(0..=took));
                 total_calls += 1;
-                msgs[i].call(now);
+                msgs[i].call(now, took);
             }
             Err(until) => {
                 let next_arrival = msgs.iter().map(|m| m.arrival).filter(|a| *a > now).min();
-                let wake = match (until, next_arrival) {
-                    (Some(u), Some(a)) => u.min(a),
-                    (Some(u), None) => u,
-                    (None, Some(a)) => a,
-                    (None, None) => horizon,
-                };
+                // A call ending can free a slot or make its message callable.
+                // (The signer wakes when any of its calls ends.)
+                let next_end = spans.iter().map(|s| s.1).filter(|e| *e > now).min();
+                let wake = [until, next_arrival, next_end]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(horizon);
                 now = wake.max(now + 1);
             }
         }
@@ -212,5 +261,6 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
         bound_ms,
         calls: total_calls,
         latencies,
+        max_in_window: max_in_window(&mut arrivals, budget.window.as_millis() as u64),
     }
 }

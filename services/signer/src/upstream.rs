@@ -75,26 +75,42 @@ impl Upstream {
         })
     }
 
-    /// Ask the upstream to sign `message`. Never fails: transport errors
-    /// are a [`CallOutcome::RetryLater`].
-    pub async fn sign(&self, message: &str) -> CallOutcome {
-        let response = self
-            .http
-            .get(&self.sign_url)
-            .query(&[("message", message)])
-            .header("Authorization", &self.api_key)
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return CallOutcome::RetryLater("timed out".to_owned()),
-            Err(e) => return CallOutcome::RetryLater(format!("transport error: {e}")),
-        };
-        let status = response.status().as_u16();
-        match response.text().await {
-            Ok(body) => classify(status, &body),
-            Err(e) => CallOutcome::RetryLater(format!("{status}, body unreadable: {e}")),
+    /// Ask the upstream to sign `message`, all over by `deadline`: the
+    /// limiter counts the call as able to arrive until then, and no later.
+    /// `None` when the deadline had passed before anything was sent. Never
+    /// fails otherwise: transport errors are a [`CallOutcome::RetryLater`].
+    pub async fn sign(&self, message: &str, deadline: tokio::time::Instant) -> Option<CallOutcome> {
+        let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+        if left < Duration::from_millis(50) {
+            return None;
         }
+        let call = async {
+            let response = self
+                .http
+                .get(&self.sign_url)
+                .query(&[("message", message)])
+                .header("Authorization", &self.api_key)
+                .timeout(left)
+                .send()
+                .await;
+            let response = match response {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => return CallOutcome::RetryLater("timed out".to_owned()),
+                Err(e) => return CallOutcome::RetryLater(format!("transport error: {e}")),
+            };
+            let status = response.status().as_u16();
+            match response.text().await {
+                Ok(body) => classify(status, &body),
+                Err(e) => CallOutcome::RetryLater(format!("{status}, body unreadable: {e}")),
+            }
+        };
+        // reqwest's timeout covers connect, send and body; this one also
+        // covers anything before the first poll.
+        Some(
+            tokio::time::timeout_at(deadline, call)
+                .await
+                .unwrap_or_else(|_| CallOutcome::RetryLater("timed out".to_owned())),
+        )
     }
 }
 

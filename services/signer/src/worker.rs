@@ -3,10 +3,16 @@
 //!
 //! Calls run concurrently (a hanging upstream call must not stop the next
 //! slot from being used); a message with a call in flight is leased, so no
-//! replica picks it twice. The lease outlives the call timeout, so a replica
-//! that dies mid-call hands the message back when the lease expires.
+//! replica picks it twice. The lease outlives the call timeout and is
+//! renewed while its holder still works on the message (slow bookkeeping
+//! must not hand a signed message to another replica), so a replica that
+//! dies mid-call hands the message back when the lease expires.
+//!
+//! Every call has a hard deadline, `call_timeout` from just before its
+//! claim: the limiter counts a call as able to reach the upstream until
+//! then, so nothing may be sent after it.
 
-use crate::budget::{SharedBudget, Taken};
+use crate::budget::{SharedBudget, Slot, Taken};
 use crate::complete::complete_with_retry;
 use crate::health::Health;
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
@@ -48,10 +54,13 @@ pub struct Worker {
     paused_until: Mutex<Option<UnixMillis>>,
 }
 
-/// A message this replica holds the lease on.
+/// A message this replica holds the lease on, with a budget slot.
 struct Claimed {
     key: MessageKey,
     item: WorkItem,
+    slot: Slot,
+    /// Nothing may be sent after this.
+    deadline: tokio::time::Instant,
 }
 
 impl Worker {
@@ -99,15 +108,14 @@ impl Worker {
                 let skip = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                 crate::work_view::candidates(&self.view, &skip)
             };
-            let admission = match self.budget.calls().await {
-                Ok(calls) => {
-                    let budget = self.budget.budget();
-                    metrics::gauge!("limiter_slots_used").set(budget.in_window(now, &calls) as f64);
+            let admission = match self.budget.peek(self.clock.as_ref()).await {
+                Ok((admission, occupied)) => {
+                    metrics::gauge!("limiter_slots_used").set(occupied as f64);
                     metrics::gauge!("sign_pending_messages").set(candidates.len() as f64);
                     let oldest = candidates.iter().map(|c| c.first_seen).min();
                     metrics::gauge!("sign_oldest_pending_age_seconds")
                         .set(oldest.map(|t| now.since(t).as_secs_f64()).unwrap_or(0.0));
-                    budget.admit(now, &calls)
+                    admission
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the budget");
@@ -158,6 +166,10 @@ impl Worker {
     async fn claim(&self, key: &str) -> Result<Option<Claimed>, RecordError> {
         let mkey = MessageKey::of_key(key);
         loop {
+            // The deadline counts from before the claim is written, so the
+            // work bucket's last write bounds every call's end (what the
+            // limiter relies on if its own state is lost).
+            let deadline = tokio::time::Instant::now() + self.call_timeout;
             let v = load::<WorkItem>(&self.topo.work, "work item", key).await?;
             let Some(item) = v.value else {
                 self.view.apply(key, None);
@@ -215,10 +227,12 @@ impl Worker {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key.to_owned());
             match self.budget.take(self.clock.as_ref()).await {
-                Ok(Taken::At(_)) => {
+                Ok(Taken::Slot(slot)) => {
                     return Ok(Some(Claimed {
                         key: mkey,
                         item: leased,
+                        slot,
+                        deadline,
                     }));
                 }
                 Ok(Taken::NotBefore(_)) => {
@@ -248,44 +262,104 @@ impl Worker {
     }
 
     async fn call(self: Arc<Self>, claimed: Claimed) {
-        let Claimed { key, item } = claimed;
-        let jobs: Vec<&str> = item.jobs.iter().map(|j| j.id.as_str()).collect();
-        let request_ids: Vec<&str> = item.jobs.iter().map(|j| j.request_id.as_str()).collect();
+        let Claimed {
+            key,
+            item,
+            slot,
+            deadline,
+        } = claimed;
+        let keeper = CancellationToken::new();
+        let renewing = tokio::spawn(Arc::clone(&self).keep_lease(key.clone(), keeper.clone()));
         let started = std::time::Instant::now();
-        let outcome = self.upstream.sign(&item.message).await;
+        let Some(outcome) = self.upstream.sign(&item.message, deadline).await else {
+            // Too late to send: nothing reached the upstream.
+            tracing::warn!(message_key = %key, "call deadline passed before sending; slot withdrawn");
+            self.budget.cancel(slot.id).await;
+            keeper.cancel();
+            let _ = renewing.await;
+            self.release(&key, "not sent: deadline passed".to_owned())
+                .await;
+            self.done_with(&key);
+            return;
+        };
         let latency_ms = started.elapsed().as_millis() as u64;
         metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome))
             .increment(1);
         metrics::histogram!("upstream_call_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        tracing::info!(message_key = %key, attempt = item.attempts, ?jobs, ?request_ids, latency_ms, outcome = ?short(&outcome), "upstream call");
-        self.note(&key, &outcome, latency_ms).await;
+        // Counts and a few ids, never a list that grows with traffic.
+        let sample: Vec<&str> = item
+            .jobs
+            .iter()
+            .take(3)
+            .map(|j| j.request_id.as_str())
+            .collect();
+        tracing::info!(message_key = %key, attempt = item.attempts, jobs = item.jobs.len(), request_ids_sample = ?sample, latency_ms, outcome = ?short(&outcome), "upstream call");
         let now = self.clock.now();
-        match outcome {
-            CallOutcome::Signed(signature) => {
-                self.health.set_credentials_ok(true);
-                self.finish(&key, &item, Outcome::Signed { signature }, now)
-                    .await;
+        // The slot's end and the outcome are written together; the outcome
+        // (a signature) before anything cosmetic such as the recent-calls
+        // note, and under a lease that is kept alive until it is stored.
+        let record = async {
+            match &outcome {
+                CallOutcome::Signed(signature) => {
+                    self.health.set_credentials_ok(true);
+                    let signature = signature.clone();
+                    self.finish(&key, &item, Outcome::Signed { signature }, now)
+                        .await;
+                }
+                CallOutcome::Rejected(reason) => {
+                    self.health.set_credentials_ok(true);
+                    let reason = reason.clone();
+                    self.finish(&key, &item, Outcome::Failed { reason }, now)
+                        .await;
+                }
+                CallOutcome::RetryLater(reason) => self.release(&key, reason.clone()).await,
+                CallOutcome::Misconfigured(reason) => {
+                    tracing::error!(message_key = %key, reason, "UPSTREAM REJECTS OUR CREDENTIALS: check UPSTREAM_API_KEY; jobs are kept and retried slowly");
+                    self.health.set_credentials_ok(false);
+                    *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(now.plus(self.auth_retry_interval));
+                    self.release(&key, reason.clone()).await;
+                }
             }
-            CallOutcome::Rejected(reason) => {
-                self.health.set_credentials_ok(true);
-                self.finish(&key, &item, Outcome::Failed { reason }, now)
-                    .await;
-            }
-            CallOutcome::RetryLater(reason) => self.release(&key, reason).await,
-            CallOutcome::Misconfigured(reason) => {
-                tracing::error!(message_key = %key, reason, "UPSTREAM REJECTS OUR CREDENTIALS: check UPSTREAM_API_KEY; jobs are kept and retried slowly");
-                self.health.set_credentials_ok(false);
-                *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(now.plus(self.auth_retry_interval));
-                self.release(&key, reason).await;
-            }
-        }
+        };
+        tokio::join!(self.budget.end(slot.id), record);
+        keeper.cancel();
+        let _ = renewing.await;
+        self.done_with(&key);
+        self.note(&key, &outcome, latency_ms).await;
+    }
+
+    fn done_with(&self, key: &MessageKey) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key.as_str());
         self.view.poke();
+    }
+
+    /// Renew this replica's lease on `key` until `stop`, so that a slow
+    /// write of the outcome cannot let the lease lapse and another replica
+    /// call the upstream again for a message already signed.
+    async fn keep_lease(self: Arc<Self>, key: MessageKey, stop: CancellationToken) {
+        let every = self.lease_span() / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            let Ok(v) = load::<WorkItem>(&self.topo.work, "work item", key.as_str()).await else {
+                continue;
+            };
+            let Some(mut item) = v.value else { return };
+            let Some(lease) = item.lease.as_mut().filter(|l| l.owner == self.signer_id) else {
+                return;
+            };
+            lease.until = self.clock.now().plus(self.lease_span());
+            if let Err(e) = save(&self.topo.work, key.as_str(), &item, v.revision).await {
+                tracing::debug!(message_key = %key, error = %e, "lease renewal raced; retrying");
+            }
+        }
     }
 
     /// Append the call to the recent-calls log the status page shows. Best
@@ -358,6 +432,15 @@ impl Worker {
                 }
             };
             let Some(mut item) = v.value else { return };
+            if item
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.owner != self.signer_id)
+            {
+                // Our lease lapsed and another replica holds the message now:
+                // its lease is not ours to clear.
+                return;
+            }
             item.lease = None;
             item.last_error = Some(reason.clone());
             match save(&self.topo.work, key.as_str(), &item, v.revision).await {

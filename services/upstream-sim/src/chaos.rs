@@ -60,6 +60,18 @@ pub fn plan<R: Rng + ?Sized>(settings: &ChaosSettings, rng: &mut R) -> Plan {
     Plan { delay, fault }
 }
 
+/// How long to hold one call before it counts as arrived: lag on the way
+/// in. Drawn for every call (one draw, plus one for the length when it hits),
+/// before anything else is decided.
+pub fn arrival_delay<R: Rng + ?Sized>(settings: &ChaosSettings, rng: &mut R) -> Option<Duration> {
+    if settings.arrival_delay_p <= 0.0 || rng.sample::<f64, _>(Standard) >= settings.arrival_delay_p
+    {
+        return None;
+    }
+    let max = settings.arrival_delay_max.as_millis() as u64;
+    Some(Duration::from_millis(rng.gen_range(0..=max)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +86,26 @@ mod tests {
             status_500_p: 0.0,
             garbage_p: 0.0,
             reset_p: 0.0,
+            arrival_delay_p: 0.0,
+            arrival_delay_max: Duration::from_secs(2),
         }
+    }
+
+    #[test]
+    fn arrival_delays_hit_at_their_rate_and_stay_within_the_bound() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        assert_eq!(arrival_delay(&settings(), &mut rng), None);
+        let some = ChaosSettings {
+            arrival_delay_p: 0.3,
+            ..settings()
+        };
+        let draws: Vec<Duration> = (0..10_000)
+            .filter_map(|_| arrival_delay(&some, &mut rng))
+            .collect();
+        let rate = draws.len() as f64 / 10_000.0;
+        assert!((0.28..=0.32).contains(&rate), "{rate}");
+        assert!(draws.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(1_900)));
     }
 
     #[test]

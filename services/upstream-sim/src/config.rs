@@ -106,6 +106,13 @@ pub struct ChaosSettings {
     /// Probability that the connection is cut without a response
     /// (`SIM_CHAOS_RESET_P`).
     pub reset_p: f64,
+    /// Probability that a call is held *before* it counts as arrived
+    /// (`SIM_CHAOS_ARRIVAL_DELAY_P`): network lag on the way in, which the
+    /// rate window sees, unlike `latency`, which is added after arrival.
+    pub arrival_delay_p: f64,
+    /// The longest such hold; each is drawn uniformly up to it
+    /// (`SIM_CHAOS_ARRIVAL_DELAY_MAX`).
+    pub arrival_delay_max: Duration,
 }
 
 /// The rate limit the gateway must respect, and how it is enforced.
@@ -162,6 +169,8 @@ impl Default for Config {
                 status_500_p: 0.0,
                 garbage_p: 0.0,
                 reset_p: 0.0,
+                arrival_delay_p: 0.0,
+                arrival_delay_max: Duration::from_secs(2),
             },
             audit: AuditSettings {
                 window: Duration::from_secs(60),
@@ -216,6 +225,9 @@ impl Config {
                 status_500_p: env.parse("SIM_CHAOS_500_P", d.chaos.status_500_p)?,
                 garbage_p: env.parse("SIM_CHAOS_GARBAGE_P", d.chaos.garbage_p)?,
                 reset_p: env.parse("SIM_CHAOS_RESET_P", d.chaos.reset_p)?,
+                arrival_delay_p: env.parse("SIM_CHAOS_ARRIVAL_DELAY_P", d.chaos.arrival_delay_p)?,
+                arrival_delay_max: env
+                    .duration("SIM_CHAOS_ARRIVAL_DELAY_MAX", d.chaos.arrival_delay_max)?,
             },
             audit: AuditSettings {
                 window: env.duration("SIM_AUDIT_WINDOW", d.audit.window)?,
@@ -253,6 +265,7 @@ impl Config {
             ("SIM_CHAOS_500_P", self.chaos.status_500_p),
             ("SIM_CHAOS_GARBAGE_P", self.chaos.garbage_p),
             ("SIM_CHAOS_RESET_P", self.chaos.reset_p),
+            ("SIM_CHAOS_ARRIVAL_DELAY_P", self.chaos.arrival_delay_p),
         ];
         for (var, p) in probabilities {
             if !(0.0..=1.0).contains(&p) {

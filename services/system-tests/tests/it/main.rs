@@ -5,10 +5,13 @@
 
 mod checks;
 mod client;
+mod lag_proxy;
 mod procs;
 mod receiver;
+mod run_local;
 mod status_page;
 mod system;
+mod upstream_limit;
 
 use checks::{Deliveries, all_promises_kept};
 use client::{burst, send, sign, status};
@@ -411,6 +414,7 @@ async fn drain_time_matches_the_virtual_time_model() {
         limit: 10,
         window: Duration::from_secs(6),
         margin: Duration::from_millis(300),
+        call_timeout: Duration::from_secs(2),
     };
     let policy = RetryPolicy {
         min_backoff: Duration::from_secs(3),
@@ -424,6 +428,9 @@ async fn drain_time_matches_the_virtual_time_model() {
         messages: 60,
         arrival_gap_ms: 0,
         budget,
+        // Loopback calls to the simulator take a few milliseconds.
+        call_ms: (2, 20),
+        count_ends: true,
     };
     let seeds = 400;
     let predicted = (0..seeds)

@@ -18,7 +18,13 @@ pub fn free_port() -> u16 {
 }
 
 /// Where cargo put the workspace binaries (next to this test's `deps/`).
+/// `SYSTEM_TESTS_BIN_<NAME>` (e.g. `SYSTEM_TESTS_BIN_SIGNER`) points a run at
+/// another build, to show that a test catches what an older one got wrong.
 pub fn bin(name: &str) -> PathBuf {
+    let var = format!("SYSTEM_TESTS_BIN_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("test exe path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);

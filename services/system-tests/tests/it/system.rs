@@ -1,6 +1,7 @@
 //! `spawn_system()`: nats-server, the upstream simulator and the three
 //! services as real processes on free ports, in compressed time.
 
+use crate::lag_proxy::LagProxy;
 use crate::procs::{Proc, TempDir, bin, free_port, wait_for_ok, wait_for_port};
 use crate::receiver::{Receiver, SECRET_B64};
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ pub struct Options {
     pub upstream_key: &'static str,
     /// Extra simulator settings (e.g. chaos knobs).
     pub sim_env: Vec<(&'static str, &'static str)>,
+    /// Put a [`LagProxy`] between the signers and the simulator: the share
+    /// of request chunks held, and the longest hold.
+    pub lag: Option<(f64, Duration)>,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             retry_settle: "5s",
             upstream_key: "test-key",
             sim_env: Vec::new(),
+            lag: None,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct System {
     notifier_health: String,
     pub receiver: Receiver,
     pub http: reqwest::Client,
+    /// The proxy the signers call the simulator through, if any.
+    pub lag: Option<LagProxy>,
     nats_port: u16,
     _dir: TempDir,
 }
@@ -130,6 +137,16 @@ pub async fn spawn_system(opts: Options) -> System {
         &dir.0,
     );
     let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let lag = match opts.lag {
+        Some((held_p, max_hold)) => {
+            Some(LagProxy::start(sim_port, held_p, max_hold, opts.seed).await)
+        }
+        None => None,
+    };
+    let upstream_url = lag.as_ref().map_or_else(
+        || sim_url.clone(),
+        |p| format!("http://127.0.0.1:{}", p.port),
+    );
     let common = |extra: &[(&str, String)]| {
         let mut e = env(&[
             ("NATS_URL", nats_url.clone()),
@@ -146,7 +163,7 @@ pub async fn spawn_system(opts: Options) -> System {
             bin("signer"),
             &[],
             common(&[
-                ("UPSTREAM_URL", sim_url.clone()),
+                ("UPSTREAM_URL", upstream_url.clone()),
                 ("UPSTREAM_API_KEY", opts.upstream_key.to_owned()),
                 ("UPSTREAM_RATE_MARGIN", "300ms".into()),
                 ("UPSTREAM_TIMEOUT", "2s".into()),
@@ -214,6 +231,7 @@ pub async fn spawn_system(opts: Options) -> System {
         notifier_health,
         receiver,
         http,
+        lag,
         nats_port,
         _dir: dir,
     }
@@ -250,6 +268,11 @@ impl System {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// The NATS URL the services use.
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
     }
 
     /// Wait for nats-server to accept connections again.

@@ -71,6 +71,14 @@ pub(super) async fn sign(State(app): State<Arc<App>>, headers: HeaderMap, uri: U
     let message = Query::<SignParams>::try_from_uri(&uri)
         .ok()
         .and_then(|Query(params)| params.message);
+    // Lag on the way in: the call counts as arrived only after it.
+    let lag = chaos::arrival_delay(&app.chaos, &mut *lock(&app.chaos_rng));
+    if let Some(lag) = lag {
+        tokio::select! {
+            () = tokio::time::sleep(lag) => {}
+            () = app.shutdown.cancelled() => {}
+        }
+    }
     let (id, answer, delay) = decide(&app, authorised, message);
 
     if let Some(delay) = delay {
