@@ -15,6 +15,7 @@ pub mod publish;
 pub mod records;
 pub mod time;
 pub mod topology;
+pub mod update;
 
 pub use topology::{RecordError, Topology, Versioned, connect, load, remove, save};
 
@@ -22,3 +23,4 @@ pub use codec::{CodecError, decode, encode};
 pub use keys::MessageKey;
 pub use publish::{PublishError, publish_once};
 pub use time::UnixMillis;
+pub use update::{Change, Updated, update, update_from};
