@@ -113,7 +113,7 @@ fn webhook_view(job: &JobRecord, delivery: Option<&DeliveryRecord>) -> WebhookVi
         attempts: vec![],
         next_attempt_at: None,
     };
-    if job.webhook_url.is_none() || matches!(job.reply, Some(Reply::Immediate | Reply::Withdrawn)) {
+    if job.owes_webhook() == Some(false) {
         return before_delivery(WebhookState::NotRequired);
     }
     let Some(d) = delivery else {

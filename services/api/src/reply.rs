@@ -9,50 +9,38 @@
 use crate::state::AppState;
 use std::time::Duration;
 use wire_contract::records::{JobRecord, Reply};
-use wire_contract::{RecordError, load, save};
+use wire_contract::{RecordError, Updated, update, with_patience};
 
 /// Set the job's reply to `want` unless already decided; returns whether
 /// the job's reply is now `want`.
 pub async fn claim_reply(state: &AppState, job_id: &str, want: Reply) -> Result<bool, RecordError> {
-    loop {
-        let v = load::<JobRecord>(&state.topo.jobs, "job", job_id).await?;
-        let Some(mut job) = v.value else {
-            return Ok(false);
-        };
-        if let Some(reply) = job.reply {
-            return Ok(reply == want);
-        }
-        job.reply = Some(want);
-        match save(&state.topo.jobs, job_id, &job, v.revision).await {
-            Ok(_) => return Ok(true),
-            Err(RecordError::Conflict) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let done = update(
+        &state.topo.jobs,
+        "job",
+        job_id,
+        |job: Option<&JobRecord>| job?.replied(want),
+    )
+    .await?;
+    Ok(done.value().and_then(|j| j.reply) == Some(want))
 }
 
 /// Mark a job whose caller was answered 503 as withdrawn (no webhook),
-/// creating the record if its own write never landed. Retried for a while:
-/// it must win before the job's outcome reaches the notifier.
-pub async fn withdraw(jobs: async_nats::jetstream::kv::Store, mut job: JobRecord) {
-    for _ in 0..60 {
-        if let Ok(v) = load::<JobRecord>(&jobs, "job", &job.id).await {
-            let mut record = v.value.unwrap_or_else(|| job.clone());
-            if record.reply.is_some() {
-                return;
-            }
-            record.reply = Some(Reply::Withdrawn);
-            match save(&jobs, &job.id, &record, v.revision).await {
-                Ok(_) => {
-                    tracing::info!(job_id = %job.id, "job withdrawn after a 503");
-                    return;
-                }
-                Err(RecordError::Conflict) => continue,
-                Err(_) => {}
-            }
+/// creating the record if its own write never landed. Retried through NATS
+/// trouble for a while: it must win before the job's outcome reaches the
+/// notifier.
+pub async fn withdraw(jobs: async_nats::jetstream::kv::Store, job: JobRecord) {
+    let fresh = JobRecord { reply: None, ..job };
+    let written = with_patience(Duration::from_secs(30), || {
+        update(&jobs, "job", &fresh.id, |current: Option<&JobRecord>| {
+            current.unwrap_or(&fresh).replied(Reply::Withdrawn)
+        })
+    })
+    .await;
+    match written {
+        Ok(Updated::Written(_)) => tracing::info!(job_id = %fresh.id, "job withdrawn after a 503"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(job_id = %fresh.id, error = %e, "could not withdraw a job answered 503; a webhook may follow");
         }
-        job.reply = None;
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tracing::warn!(job_id = %job.id, "could not withdraw a job answered 503; a webhook may follow");
 }

@@ -30,6 +30,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Properties sharing the `HOSTILE_CASES` total.
 const PROPERTIES: u32 = 8;
@@ -81,8 +82,108 @@ fn check_accepted(input: &SignInput, rules: &Rules) -> Result<(), TestCaseError>
             url.username().is_empty() && url.password().is_none(),
             "webhook {hook:?} has credentials"
         );
+        // The SSRF oracle, independent of the guard's own range table: an
+        // accepted literal address is public or explicitly allowed, and no
+        // accepted name is a local one.
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => prop_assert!(
+                public_v4(ip) || allowed(rules, IpAddr::V4(ip)),
+                "accepted a webhook to {ip} ({hook:?})"
+            ),
+            Some(url::Host::Ipv6(ip)) => prop_assert!(
+                public_v6(ip) || allowed(rules, IpAddr::V6(ip)),
+                "accepted a webhook to {ip} ({hook:?})"
+            ),
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                prop_assert!(
+                    name != "localhost" && !name.ends_with(".localhost"),
+                    "accepted a webhook to {name} ({hook:?})"
+                );
+            }
+            None => {}
+        }
     }
     Ok(())
+}
+
+fn allowed(rules: &Rules, ip: IpAddr) -> bool {
+    rules.allowed_cidrs.iter().any(|net| net.contains(&ip))
+}
+
+fn public_v4(ip: Ipv4Addr) -> bool {
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.octets()[0] == 0
+        || ip.octets()[0] >= 224
+        || (ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])))
+}
+
+fn public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return public_v4(v4);
+    }
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
+        || (first & 0xff00) == 0xff00)
+}
+
+/// Known ways to reach the machine's own or its cloud's private services
+/// are each refused with a problem (the property above only checks what is
+/// accepted; this checks that these are not).
+#[test]
+fn known_ssrf_targets_are_refused() {
+    let rules = Rules {
+        max_message_bytes: 1024,
+        allowed_cidrs: vec![],
+    };
+    for hook in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0177.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://10.0.0.1/",
+        "http://192.168.1.1/",
+        "http://0.0.0.0/",
+        "http://[fe80::1]/",
+        "http://localhost/",
+        "http://LOCALHOST./",
+        "http://a.localhost./",
+        "http://user:pw@example.com/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+    ] {
+        let query = format!("message=hi&webhook_url={}", urlencode(hook));
+        let outcome = from_query(Some(&query), &rules);
+        assert!(outcome.is_err(), "{hook} was accepted: {outcome:?}");
+    }
+    let fine = from_query(
+        Some("message=hi&webhook_url=https%3A%2F%2Fexample.com%2Fh"),
+        &rules,
+    );
+    assert!(fine.is_ok(), "a public https URL was refused: {fine:?}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn check_problem(error: ApiError) -> Result<(), TestCaseError> {

@@ -23,4 +23,6 @@ pub use codec::{CodecError, decode, encode};
 pub use keys::MessageKey;
 pub use publish::{PublishError, publish_once};
 pub use time::UnixMillis;
-pub use update::{Change, Updated, update, update_from};
+pub use update::{
+    Change, Transient, Updated, update, update_from, update_versioned, with_patience,
+};

@@ -37,6 +37,32 @@ pub struct JobRecord {
     pub reply: Option<Reply>,
 }
 
+impl JobRecord {
+    /// The record with its reply decided as `want`; `None` when it was
+    /// already decided (whoever writes first wins, the other reads the
+    /// verdict). The one transition of `reply`, used by the api (200, 202,
+    /// 503) and the notifier (a job the api never answered).
+    pub fn replied(&self, want: Reply) -> Option<JobRecord> {
+        self.reply.is_none().then(|| JobRecord {
+            reply: Some(want),
+            ..self.clone()
+        })
+    }
+
+    /// Whether a webhook is owed: `Some(false)` when there is no URL or the
+    /// caller got a 200 or a 503, `Some(true)` once the reply is deferred,
+    /// `None` while the reply is undecided.
+    pub fn owes_webhook(&self) -> Option<bool> {
+        if self.webhook_url.is_none() {
+            return Some(false);
+        }
+        match self.reply? {
+            Reply::Deferred => Some(true),
+            Reply::Immediate | Reply::Withdrawn => Some(false),
+        }
+    }
+}
+
 /// A message's final outcome. Key: message key, in
 /// [`crate::names::RESULTS_BUCKET`]. Doubles as the signature cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +117,77 @@ pub struct WorkItem {
     pub last_error: Option<String>,
     /// Set while a signer is calling the upstream for it.
     pub lease: Option<Lease>,
+}
+
+impl WorkItem {
+    /// `prev` with `job` waiting for it too, or a new item for `message` if
+    /// there was none; `None` when the job is already there.
+    pub fn joined(
+        prev: Option<&WorkItem>,
+        job: &WaitingJob,
+        message: &str,
+        now: UnixMillis,
+    ) -> Option<WorkItem> {
+        match prev {
+            Some(item) if item.jobs.iter().any(|j| j.id == job.id) => None,
+            Some(item) => {
+                let mut next = item.clone();
+                next.jobs.push(job.clone());
+                Some(next)
+            }
+            None => Some(WorkItem {
+                message: message.to_owned(),
+                jobs: vec![job.clone()],
+                first_seen: now,
+                attempts: 0,
+                first_attempt: None,
+                last_attempt: None,
+                last_error: None,
+                lease: None,
+            }),
+        }
+    }
+
+    /// Leased to `owner` until `until` for an attempt starting `now`: the
+    /// attempt counts from here, whether or not the call gets sent.
+    pub fn leased(&self, owner: &str, now: UnixMillis, until: UnixMillis) -> WorkItem {
+        WorkItem {
+            attempts: self.attempts + 1,
+            first_attempt: self.first_attempt.or(Some(now)),
+            last_attempt: Some(now),
+            lease: Some(Lease {
+                owner: owner.to_owned(),
+                until,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// `owner`'s lease extended to `until`; `None` when the lease is gone or
+    /// another's.
+    pub fn lease_renewed(&self, owner: &str, until: UnixMillis) -> Option<WorkItem> {
+        let lease = self.lease.as_ref().filter(|l| l.owner == owner)?;
+        Some(WorkItem {
+            lease: Some(Lease {
+                until,
+                ..lease.clone()
+            }),
+            ..self.clone()
+        })
+    }
+
+    /// Given back by `owner` after a failed attempt, keeping its history;
+    /// `None` when another replica holds the lease now (ours lapsed).
+    pub fn released(&self, owner: &str, reason: &str) -> Option<WorkItem> {
+        if self.lease.as_ref().is_some_and(|l| l.owner != owner) {
+            return None;
+        }
+        Some(WorkItem {
+            lease: None,
+            last_error: Some(reason.to_owned()),
+            ..self.clone()
+        })
+    }
 }
 
 /// An instant in NATS server time. A slot is stamped by the server that
@@ -275,4 +372,139 @@ pub struct CallNote {
 pub struct RecentCalls {
     /// Oldest first.
     pub calls: Vec<CallNote>,
+}
+
+impl RecentCalls {
+    /// `prev` with `note` added, keeping the newest `keep`.
+    pub fn noted(prev: Option<&RecentCalls>, note: CallNote, keep: usize) -> RecentCalls {
+        let mut calls = prev.map(|r| r.calls.clone()).unwrap_or_default();
+        calls.push(note);
+        let excess = calls.len().saturating_sub(keep);
+        calls.drain(..excess);
+        RecentCalls { calls }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(reply: Option<Reply>, url: Option<&str>) -> JobRecord {
+        JobRecord {
+            id: "j".into(),
+            message: "m".into(),
+            webhook_url: url.map(str::to_owned),
+            request_id: "r".into(),
+            created_at: UnixMillis(1),
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_reply_is_decided_once() {
+        let undecided = job(None, Some("https://x/hook"));
+        let deferred = undecided.replied(Reply::Deferred).expect("undecided");
+        assert_eq!(deferred.reply, Some(Reply::Deferred));
+        assert_eq!(deferred.replied(Reply::Immediate), None);
+        assert_eq!(deferred.replied(Reply::Deferred), None);
+    }
+
+    #[test]
+    fn a_webhook_is_owed_only_to_a_deferred_job_with_a_url() {
+        let url = Some("https://x/hook");
+        assert_eq!(job(None, url).owes_webhook(), None);
+        assert_eq!(job(Some(Reply::Deferred), url).owes_webhook(), Some(true));
+        assert_eq!(job(Some(Reply::Immediate), url).owes_webhook(), Some(false));
+        assert_eq!(job(Some(Reply::Withdrawn), url).owes_webhook(), Some(false));
+        assert_eq!(job(Some(Reply::Deferred), None).owes_webhook(), Some(false));
+        assert_eq!(job(None, None).owes_webhook(), Some(false));
+    }
+
+    fn waiting(id: &str) -> WaitingJob {
+        WaitingJob {
+            id: id.into(),
+            request_id: format!("r-{id}"),
+        }
+    }
+
+    #[test]
+    fn joining_creates_once_and_adds_each_job_once() {
+        let first = WorkItem::joined(None, &waiting("a"), "msg", UnixMillis(5)).expect("new");
+        assert_eq!(first.jobs.len(), 1);
+        assert_eq!(first.first_seen, UnixMillis(5));
+        assert_eq!(first.attempts, 0);
+        assert_eq!(
+            WorkItem::joined(Some(&first), &waiting("a"), "msg", UnixMillis(9)),
+            None
+        );
+        let second = WorkItem::joined(Some(&first), &waiting("b"), "msg", UnixMillis(9))
+            .expect("another job");
+        assert_eq!(second.jobs.len(), 2);
+        assert_eq!(second.first_seen, UnixMillis(5));
+    }
+
+    #[test]
+    fn a_lease_counts_the_attempt_and_only_its_owner_renews_or_releases_it() {
+        let item = WorkItem::joined(None, &waiting("a"), "msg", UnixMillis(0)).expect("new");
+        let leased = item.leased("s1", UnixMillis(10), UnixMillis(25));
+        assert_eq!(leased.attempts, 1);
+        assert_eq!(leased.first_attempt, Some(UnixMillis(10)));
+        assert_eq!(leased.last_attempt, Some(UnixMillis(10)));
+        let again = leased.leased("s1", UnixMillis(40), UnixMillis(55));
+        assert_eq!(again.attempts, 2);
+        assert_eq!(again.first_attempt, Some(UnixMillis(10)));
+        assert_eq!(again.last_attempt, Some(UnixMillis(40)));
+        let renewed = leased.lease_renewed("s1", UnixMillis(99)).expect("ours");
+        assert_eq!(
+            renewed.lease.as_ref().map(|l| l.until),
+            Some(UnixMillis(99))
+        );
+        assert_eq!(leased.lease_renewed("s2", UnixMillis(99)), None);
+        assert_eq!(item.lease_renewed("s1", UnixMillis(99)), None);
+        assert_eq!(leased.released("s2", "502"), None);
+        let released = leased.released("s1", "502").expect("ours");
+        assert_eq!(released.lease, None);
+        assert_eq!(released.last_error.as_deref(), Some("502"));
+        assert_eq!(released.attempts, 1);
+    }
+
+    #[test]
+    fn recent_calls_keep_the_newest() {
+        let note = |i: u64| CallNote {
+            at: UnixMillis(i),
+            message_key: "k".into(),
+            outcome: "signed".into(),
+            detail: None,
+            latency_ms: 1,
+        };
+        let mut r = RecentCalls::noted(None, note(0), 3);
+        for i in 1..5 {
+            r = RecentCalls::noted(Some(&r), note(i), 3);
+        }
+        let ats: Vec<u64> = r.calls.iter().map(|c| c.at.0).collect();
+        assert_eq!(ats, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn limiter_slots_are_stamped_by_the_write_that_holds_them() {
+        let s = LimiterState::default().reserving(7);
+        assert_eq!(s.slots[0].start, Stamp::Written);
+        let read = s.materialized(UnixMillis(100));
+        assert_eq!(read.start_of(7, UnixMillis(999)), Some(UnixMillis(100)));
+        let ended = read.clone().ending(7).expect("in flight");
+        let read = ended.materialized(UnixMillis(150));
+        assert_eq!(read.slots[0].end, Some(Stamp::At(UnixMillis(150))));
+        assert_eq!(read.clone().ending(7), None, "ended once");
+        assert_eq!(read.clone().ending(8), None, "not ours");
+        assert!(read.clone().cancelling(7).expect("there").slots.is_empty());
+        assert_eq!(read.cancelling(8), None);
+        let legacy = LimiterState {
+            calls: vec![UnixMillis(3)],
+            ..LimiterState::default()
+        }
+        .materialized(UnixMillis(10));
+        assert!(legacy.calls.is_empty());
+        assert_eq!(legacy.slots[0].start, Stamp::At(UnixMillis(3)));
+        assert_eq!(legacy.slots[0].end, None);
+    }
 }

@@ -81,15 +81,34 @@ pub async fn update_from<T, C>(
     store: &kv::Store,
     what: &'static str,
     key: &str,
-    mut current: Versioned<T>,
+    current: Versioned<T>,
     mut change: impl FnMut(Option<&T>) -> C,
 ) -> Result<Updated<T>, RecordError>
 where
     T: Serialize + DeserializeOwned,
     C: Into<Change<T>>,
 {
+    update_versioned(store, what, key, current, |v| change(v.value.as_ref())).await
+}
+
+/// As [`update_from`], for changes that need the revision or the server's
+/// time of the version they change (e.g. the limiter's stamps).
+///
+/// # Errors
+/// As [`update`].
+pub async fn update_versioned<T, C>(
+    store: &kv::Store,
+    what: &'static str,
+    key: &str,
+    mut current: Versioned<T>,
+    mut change: impl FnMut(&Versioned<T>) -> C,
+) -> Result<Updated<T>, RecordError>
+where
+    T: Serialize + DeserializeOwned,
+    C: Into<Change<T>>,
+{
     for _ in 0..MAX_ROUNDS {
-        let written = match change(current.value.as_ref()).into() {
+        let written = match change(&current).into() {
             Change::Keep => return Ok(Updated::Unchanged(current.value)),
             Change::Put(next) => save(store, key, &next, current.revision)
                 .await
@@ -108,4 +127,43 @@ where
         }
     }
     Err(RecordError::Conflict)
+}
+
+/// Run `op` until it succeeds, an error is not transient, or `patience` has
+/// passed; pauses double from 100 ms to 2 s. For writes that must not be
+/// lost to a broker restart (an outcome in hand, a lease given back).
+///
+/// # Errors
+/// The last error.
+pub async fn with_patience<T, E, F, Fut>(patience: std::time::Duration, mut op: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Transient + std::fmt::Display,
+{
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && started.elapsed() + pause < patience => {
+                tracing::warn!(error = %e, "retrying a write");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Errors that may go away by trying again.
+pub trait Transient {
+    /// Whether trying again (after re-reading) can succeed.
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for RecordError {
+    fn is_transient(&self) -> bool {
+        RecordError::is_transient(self)
+    }
 }

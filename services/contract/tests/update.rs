@@ -35,8 +35,14 @@ async fn nats() -> Nats {
         .spawn()
         .expect("nats-server must be on PATH (scripts/install-nats-server.sh)");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "nats-server did not start");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Nats {
@@ -62,9 +68,18 @@ async fn a_stale_write_or_delete_is_a_typed_conflict() {
     let kv = store(&n.url).await;
     let first = save(&kv, "k", &1u32, 0).await.expect("create");
     save(&kv, "k", &2u32, first).await.expect("update");
-    assert!(matches!(save(&kv, "k", &3u32, first).await, Err(RecordError::Conflict)));
-    assert!(matches!(remove(&kv, "k", first).await, Err(RecordError::Conflict)));
-    assert!(matches!(save(&kv, "k", &3u32, 0).await, Err(RecordError::Conflict)));
+    assert!(matches!(
+        save(&kv, "k", &3u32, first).await,
+        Err(RecordError::Conflict)
+    ));
+    assert!(matches!(
+        remove(&kv, "k", first).await,
+        Err(RecordError::Conflict)
+    ));
+    assert!(matches!(
+        save(&kv, "k", &3u32, 0).await,
+        Err(RecordError::Conflict)
+    ));
 }
 
 #[tokio::test]
@@ -97,7 +112,10 @@ async fn keep_writes_nothing_and_delete_removes() {
         .await
         .expect("keep");
     assert_eq!(kept, Updated::Unchanged(Some(7)));
-    assert_eq!(load::<u32>(&kv, "n", "k").await.expect("load").revision, rev);
+    assert_eq!(
+        load::<u32>(&kv, "n", "k").await.expect("load").revision,
+        rev
+    );
     let gone = update::<u32, Change<u32>>(&kv, "n", "k", |v| match v {
         Some(7) => Change::Delete,
         _ => Change::Keep,

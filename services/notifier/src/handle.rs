@@ -13,7 +13,7 @@ use crate::decision::{Decision, Policy, decide};
 use crate::deliver::{AttemptReport, Delivery, Sender, Verdict};
 use crate::limits::HostLimits;
 use crate::payload::WebhookPayload;
-use crate::record::{self, Update};
+use crate::record;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +25,9 @@ use url::Url;
 use wire_contract::messages::JobEventV1;
 use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState, JobRecord, Reply};
 use wire_contract::time::Clock;
-use wire_contract::{RecordError, Topology, UnixMillis, Versioned, decode, load, save};
+use wire_contract::{
+    RecordError, Topology, UnixMillis, Updated, Versioned, decode, load, update_from,
+};
 
 /// Pause before retrying after a NATS error while handling a message.
 const NATS_RETRY: Duration = Duration::from_secs(2);
@@ -109,8 +111,9 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
                 return Disposition::Ack;
             }
             Decision::NotRequired(why) => {
-                return match record::update(
+                return match update_from(
                     &shared.topology.deliveries,
+                    record::WHAT,
                     id,
                     delivery,
                     record::not_required,
@@ -135,9 +138,17 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
             },
             Decision::ScheduleFirst { at } => {
                 let change = |prev: Option<&DeliveryRecord>| record::scheduled(prev, at);
-                match record::update(&shared.topology.deliveries, id, delivery, change).await {
-                    Ok(Update::Written(_)) => return Disposition::Nak(at.since(now)),
-                    Ok(Update::Unchanged(_)) => {}
+                match update_from(
+                    &shared.topology.deliveries,
+                    record::WHAT,
+                    id,
+                    delivery,
+                    change,
+                )
+                .await
+                {
+                    Ok(Updated::Written(_)) => return Disposition::Nak(at.since(now)),
+                    Ok(_) => {}
                     Err(err) => return retry_later(&err),
                 }
             }
@@ -154,21 +165,17 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
     Disposition::Nak(NATS_RETRY)
 }
 
-/// Compare-and-set the job's `reply` from `None` to `Deferred`. `Ok(false)`
-/// if somebody (the api) wrote it first.
+/// Set the job's `reply` from `None` to `Deferred`, the same transition the
+/// api uses. `Ok(false)` if somebody (the api) decided it first.
 async fn claim(shared: &Shared, job: Versioned<JobRecord>) -> Result<bool, RecordError> {
-    let Some(mut record) = job.value else {
+    let Some(id) = job.value.as_ref().map(|j| j.id.clone()) else {
         return Ok(false);
     };
-    if record.reply.is_some() {
-        return Ok(false);
-    }
-    record.reply = Some(Reply::Deferred);
-    match save(&shared.topology.jobs, &record.id, &record, job.revision).await {
-        Ok(_) => Ok(true),
-        Err(RecordError::Conflict) => Ok(false),
-        Err(err) => Err(err),
-    }
+    let claimed = update_from(&shared.topology.jobs, "job record", &id, job, |j| {
+        j?.replied(Reply::Deferred)
+    })
+    .await?;
+    Ok(matches!(claimed, Updated::Written(_)))
 }
 
 /// Make attempt number `attempt`, record it, and dead-letter if it was the last.
@@ -255,9 +262,17 @@ async fn deliver(
         }
     }
 
-    match record::update(&shared.topology.deliveries, &event.job_id, delivery, change).await {
-        Ok(Update::Written(r)) => settle(&r, &report, attempt, finished),
-        Ok(Update::Unchanged(_)) => {
+    let written = update_from(
+        &shared.topology.deliveries,
+        record::WHAT,
+        &event.job_id,
+        delivery,
+        change,
+    )
+    .await;
+    match written {
+        Ok(Updated::Written(r)) => settle(&r, &report, attempt, finished),
+        Ok(_) => {
             debug!("delivery settled elsewhere meanwhile");
             Disposition::Ack
         }

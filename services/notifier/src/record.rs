@@ -9,52 +9,14 @@
 
 use crate::deliver::Verdict;
 use crate::retry::{Next, RetrySchedule, after};
-use async_nats::jetstream::kv;
+use wire_contract::UnixMillis;
 use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState};
-use wire_contract::{RecordError, UnixMillis, Versioned, load, save};
 
-/// How many conflicts in a row an update tolerates before giving up (the
-/// message is then NAKed and tried again later).
-const MAX_CAS_ROUNDS: usize = 8;
-
-/// Name of the record in decoding errors.
+/// Name of the record in decoding errors and conflict metrics.
 pub const WHAT: &str = "delivery record";
 
-/// The result of [`update`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Update {
-    /// This record was written.
-    Written(DeliveryRecord),
-    /// No change was needed; the record as it stands (if any).
-    Unchanged(Option<DeliveryRecord>),
-}
-
-/// Apply `change` to `job_id`'s record by compare-and-set, starting from
-/// `current` as already read.
-///
-/// # Errors
-///
-/// [`RecordError`] if NATS fails, the stored record is malformed, or the
-/// record kept changing under us.
-pub async fn update(
-    store: &kv::Store,
-    job_id: &str,
-    mut current: Versioned<DeliveryRecord>,
-    mut change: impl FnMut(Option<&DeliveryRecord>) -> Option<DeliveryRecord>,
-) -> Result<Update, RecordError> {
-    for _ in 0..MAX_CAS_ROUNDS {
-        let Some(next) = change(current.value.as_ref()) else {
-            return Ok(Update::Unchanged(current.value));
-        };
-        match save(store, job_id, &next, current.revision).await {
-            Ok(_) => return Ok(Update::Written(next)),
-            Err(RecordError::Conflict) => current = load(store, WHAT, job_id).await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(RecordError::Conflict)
-}
-
+/// Every change below is a pure function of the current record, applied by
+/// [`wire_contract::update_from`] (the one compare-and-set loop).
 /// The record of a job that is owed no webhook (only if none exists yet).
 pub fn not_required(prev: Option<&DeliveryRecord>) -> Option<DeliveryRecord> {
     match prev {

@@ -1,11 +1,11 @@
 //! Virtual-time benchmark of the signer's scheduling core.
 //!
-//! Drives the signer's own `scheduler::next` and `limiter::Budget` (the code
+//! Drives the signer's own `scheduler::next` and `budget::Budget` (the code
 //! the running signer uses) against a model of the upstream, with no
 //! sleeping, over many seeds, and prints a table beside baselines measured in
 //! the same run. Run: `cargo run --release -p signer --example schedule_bench`.
 
-use signer::limiter::{Admission, Budget};
+use signer::budget::{Admission, Budget};
 use signer::scheduler::RetryPolicy;
 use signer::simulation::{Model, Msg, Policy, Signer, simulate};
 use std::time::Duration;

@@ -1,319 +1,362 @@
-//! The upstream budget held in JetStream, shared by every signer replica.
+//! The upstream budget as a pure decision: may a call start at `now`?
 //!
-//! The calls that still count live in one KV key. Taking a slot is a read,
-//! a pure decision ([`Budget::admit`]), a compare-and-set write that adds a
-//! slot stamped with the server's time of that write, and a check of the
-//! same decision at that stamp. If another replica wrote in between, the
-//! write fails and we decide again; if this replica's estimate of server
-//! time was off and the stamp says "too early", the slot is withdrawn
-//! before anything is sent. So check-and-record is one atomic step across
-//! processes, judged on one clock (the server's), and a restarted signer
-//! sees the calls its predecessor made.
+//! The upstream counts a call when it *arrives*, and we cannot see that
+//! instant: a call arrives somewhere between the moment its slot was
+//! reserved and the moment it ended (answer, timeout or connection error).
+//! Lag, a SYN retransmit or a stalled proxy can put the arrival anywhere in
+//! that span. So each call is counted over its whole span, and a new call is
+//! admitted only if no placement of all arrivals inside their spans could
+//! put more than `limit` of them in one `window`.
 //!
-//! If the key is gone (deleted, bucket recreated, stream lost), the state
-//! is rebuilt from what survives: see [`SharedBudget::recover`].
+//! Two calls can share a window exactly when the gap between their spans is
+//! shorter than the window. Written as the instants `u` at which a window
+//! *closes*, call `c` can be inside the window closing at `u` iff
+//! `u ∈ (start_c, end_c + window]`; the worst case for the upstream is the
+//! largest number of these intervals over one point. The cost compared with
+//! counting only start times is each call's duration, not a fixed margin.
+//!
+//! A call still in flight has no known end. The signer gives every call a
+//! hard deadline of `call_timeout` from just before its reservation, so its
+//! end is at most `start + call_timeout`. Times are NATS server time (the
+//! limiter entry's own timestamps), so replicas' clocks drop out; `margin`
+//! widens every span on both sides for the skew between NATS servers (a
+//! cluster's stream leader may move to a node whose clock differs).
+//!
+//! A sliding window, not a token bucket: a bucket of 10 per minute lets 19-20
+//! calls into one 60 s window (a full bucket plus its refill).
 
-use crate::limiter::{Admission, Budget, Call, LossEvidence};
-use async_nats::jetstream::kv;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use wire_contract::records::LimiterState;
-use wire_contract::time::Clock;
-use wire_contract::topology::server_time;
-use wire_contract::{RecordError, Topology, UnixMillis, load, names, save};
+use wire_contract::UnixMillis;
+use wire_contract::records::{CallSlot, Stamp};
 
-/// A reserved slot: the call may be sent once.
+/// The limit, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    /// Its id in the limiter state.
-    pub id: u64,
-    /// Server time of the reservation.
+pub struct Budget {
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// The upstream's window.
+    pub window: Duration,
+    /// Tolerated clock skew between the servers that stamp calls; widens
+    /// every call's span on both sides.
+    pub margin: Duration,
+    /// A call is over (and cannot arrive any more) at most this long after
+    /// its start.
+    pub call_timeout: Duration,
+}
+
+/// One call as the limiter sees it, in server time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// When its slot was reserved (it was sent after this).
     pub start: UnixMillis,
+    /// When it was known to be over; `None` while it may be in flight.
+    pub end: Option<UnixMillis>,
 }
 
-/// Result of trying to take a slot.
+/// Whether a call may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Taken {
-    /// A call may be sent now, once.
-    Slot(Slot),
-    /// No slot before this instant (this replica's clock).
-    NotBefore(UnixMillis),
+pub enum Admission {
+    /// A slot is free now.
+    Now,
+    /// The next slot frees at this instant (if no call ends early).
+    At(UnixMillis),
 }
 
-/// The shared budget.
-#[derive(Clone)]
-pub struct SharedBudget {
-    store: kv::Store,
-    work: kv::Store,
-    results: kv::Store,
-    budget: Budget,
-    /// Server time minus this replica's time, learnt from our own writes.
-    /// Only used to guess; every reservation is checked on the server's stamp.
-    offset_ms: std::sync::Arc<AtomicI64>,
+/// What survives when the limiter's own state is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossEvidence {
+    /// Nothing was ever claimed: no call can have been made.
+    Fresh,
+    /// Every call was claimed before this instant, and a call is over
+    /// within `call_timeout` of its claim (the work bucket's last write
+    /// bounds every claim).
+    ClaimedBefore(UnixMillis),
+    /// Calls may have been made at any time up to the loss.
+    Unknown,
 }
 
-/// The state as read, with every stamp made absolute.
-struct Read {
-    state: LimiterState,
-    revision: u64,
-    /// Server time of that revision.
-    written: UnixMillis,
-}
+/// `(from, until]`: the instants at which a window closing there may hold
+/// the call, in milliseconds.
+type Reach = (u64, u64);
 
-impl SharedBudget {
-    /// The budget `budget`, kept in the topology's limiter bucket.
-    pub fn new(topo: &Topology, budget: Budget) -> Self {
-        Self {
-            store: topo.limiter.clone(),
-            work: topo.work.clone(),
-            results: topo.results.clone(),
-            budget,
-            offset_ms: Default::default(),
+impl Budget {
+    /// The span a call occupies, widened by the margin.
+    fn reach(&self, c: &Call) -> Reach {
+        let latest_end = c.start.plus(self.call_timeout);
+        let end = c.end.map_or(latest_end, |e| e.min(latest_end));
+        let m = self.margin.as_millis() as u64;
+        (
+            c.start.0.saturating_sub(m),
+            end.0 + m + self.window.as_millis() as u64,
+        )
+    }
+
+    /// The reach of a call starting at `t` (its end unknown).
+    fn reach_of_new(&self, t: UnixMillis) -> Reach {
+        self.reach(&Call {
+            start: t,
+            end: None,
+        })
+    }
+
+    /// The most calls that one window closing in `(from, until]` can hold.
+    fn worst_window(reaches: &[Reach], (from, until): Reach) -> usize {
+        // The count only rises just after a reach begins, so its maximum is
+        // at `from + 1` or just after some reach's start.
+        let count = |u: u64| reaches.iter().filter(|(a, b)| *a < u && u <= *b).count();
+        std::iter::once(from + 1)
+            .chain(reaches.iter().map(|(a, _)| a + 1))
+            .filter(|u| *u > from && *u <= until)
+            .map(count)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn admits_at(&self, t: UnixMillis, reaches: &[Reach]) -> bool {
+        Self::worst_window(reaches, self.reach_of_new(t)) < self.limit.max(1) as usize
+    }
+
+    /// Slots a call starting at `now` would find taken (for metrics).
+    pub fn occupied(&self, now: UnixMillis, calls: &[Call]) -> usize {
+        let reaches: Vec<Reach> = calls.iter().map(|c| self.reach(c)).collect();
+        Self::worst_window(&reaches, self.reach_of_new(now))
+    }
+
+    /// May a call start at `now`, given the calls that still count?
+    pub fn admit(&self, now: UnixMillis, calls: &[Call]) -> Admission {
+        let reaches: Vec<Reach> = calls.iter().map(|c| self.reach(c)).collect();
+        if self.admits_at(now, &reaches) {
+            return Admission::Now;
+        }
+        // A later start can only help once some reach has been left behind:
+        // a new call's reach begins `margin` before it, so it no longer meets
+        // reach `(a, b]` from `b + margin` on.
+        let m = self.margin.as_millis() as u64;
+        let mut candidates: Vec<u64> = reaches
+            .iter()
+            .map(|(_, b)| b + m)
+            .filter(|t| *t > now.0)
+            .collect();
+        candidates.push(now.0);
+        candidates.sort_unstable();
+        candidates.dedup();
+        let last = candidates.last().copied().unwrap_or(now.0);
+        let at = candidates
+            .into_iter()
+            .find(|t| self.admits_at(UnixMillis(*t), &reaches))
+            .unwrap_or(last);
+        if at <= now.0 {
+            Admission::Now
+        } else {
+            Admission::At(UnixMillis(at))
         }
     }
 
-    /// The configured budget.
-    pub fn budget(&self) -> Budget {
-        self.budget
+    /// Whether `call` can still matter to a call starting at `now` or later;
+    /// the others may be dropped from the record.
+    pub fn still_counts(&self, now: UnixMillis, call: &Call) -> bool {
+        self.reach(call).1 + self.margin.as_millis() as u64 > now.0
     }
 
-    fn server_now(&self, clock: &dyn Clock) -> UnixMillis {
-        shift(clock.now(), self.offset_ms.load(Ordering::Relaxed))
+    /// The calls to assume when the limiter's state is found lost: `limit`
+    /// calls that may still be in flight, as late as the evidence allows.
+    /// They hold every slot until a window has passed since the last lost
+    /// call could have arrived, then expire like any other slot. Stamped
+    /// [`Stamp::Written`] when only the time of the rebuild bounds them.
+    pub fn stand_ins_after_loss(&self, evidence: LossEvidence) -> Vec<CallSlot> {
+        let start = match evidence {
+            LossEvidence::Fresh => return Vec::new(),
+            LossEvidence::ClaimedBefore(t) => Stamp::At(t),
+            LossEvidence::Unknown => Stamp::Written,
+        };
+        (0..self.limit.max(1))
+            .map(|i| CallSlot {
+                id: u64::MAX - u64::from(i),
+                start,
+                end: None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget() -> Budget {
+        Budget {
+            limit: 10,
+            window: Duration::from_secs(60),
+            margin: Duration::ZERO,
+            call_timeout: Duration::from_secs(10),
+        }
     }
 
-    fn to_local(&self, server: UnixMillis) -> UnixMillis {
-        shift(server, -self.offset_ms.load(Ordering::Relaxed))
+    fn s(secs: f64) -> UnixMillis {
+        UnixMillis(1_000_000 + (secs * 1000.0) as u64)
     }
 
-    fn calls(&self, state: &LimiterState) -> Vec<Call> {
-        // `materialized` has made every stamp absolute.
-        state
-            .slots
+    fn ended(start: f64, end: f64) -> Call {
+        Call {
+            start: s(start),
+            end: Some(s(end)),
+        }
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_then_waits_until_the_first_call_ended_a_window_ago() {
+        let b = budget();
+        let mut calls = Vec::new();
+        for i in 0..10 {
+            let now = s(i as f64);
+            assert_eq!(b.admit(now, &calls), Admission::Now, "call {i}");
+            calls.push(ended(i as f64, i as f64 + 0.5));
+        }
+        // The first call may have arrived as late as 0.5 s.
+        assert_eq!(b.admit(s(10.0), &calls), Admission::At(s(60.5)));
+        assert_eq!(b.admit(s(60.499), &calls), Admission::At(s(60.5)));
+        assert_eq!(b.admit(s(60.5), &calls), Admission::Now);
+    }
+
+    #[test]
+    fn a_call_in_flight_counts_until_its_timeout() {
+        let b = budget();
+        let mut calls: Vec<Call> = (0..9).map(|_| ended(30.0, 30.0)).collect();
+        calls.insert(
+            0,
+            Call {
+                start: s(0.0),
+                end: None,
+            },
+        );
+        // The in-flight call may arrive up to 10 s after it started.
+        assert_eq!(b.admit(s(61.0), &calls), Admission::At(s(70.0)));
+        // Once it is known to have ended at 2 s, the slot frees at 62 s.
+        calls[0].end = Some(s(2.0));
+        assert_eq!(b.admit(s(61.0), &calls), Admission::At(s(62.0)));
+        // A recorded end later than the deadline changes nothing: the call
+        // was over by then.
+        calls[0].end = Some(s(30.0));
+        assert_eq!(b.admit(s(61.0), &calls), Admission::At(s(70.0)));
+    }
+
+    #[test]
+    fn a_late_arrival_of_an_old_call_and_an_early_arrival_of_a_new_one_are_both_counted() {
+        // Ten calls started at 0 s and lasted 9 s: all may arrive at 8.9 s.
+        // Counting start times only would admit an 11th at 60 s, which can
+        // land at 60 s, inside the window [8.9 s, 68.9 s).
+        let b = budget();
+        let calls: Vec<Call> = (0..10).map(|_| ended(0.0, 9.0)).collect();
+        assert_eq!(b.admit(s(60.0), &calls), Admission::At(s(69.0)));
+    }
+
+    #[test]
+    fn a_token_bucket_burst_pattern_is_refused() {
+        // Ten calls at t=59 s; a bucket would refill and allow ten more at 61 s.
+        let b = budget();
+        let calls: Vec<Call> = (0..10).map(|_| ended(59.0, 59.0)).collect();
+        assert_eq!(b.admit(s(61.0), &calls), Admission::At(s(119.0)));
+    }
+
+    #[test]
+    fn the_margin_widens_spans_on_both_sides() {
+        let b = Budget {
+            margin: Duration::from_millis(500),
+            ..budget()
+        };
+        let calls: Vec<Call> = (0..10).map(|_| ended(0.0, 0.0)).collect();
+        // Reach ends at 60.5 s; a new call's reach starts 0.5 s before it.
+        assert_eq!(b.admit(s(1.0), &calls), Admission::At(s(61.0)));
+    }
+
+    #[test]
+    fn calls_stamped_after_now_count_too() {
+        // Another server's stamps may lie ahead of this replica's `now`.
+        let b = budget();
+        let calls: Vec<Call> = (0..10).map(|_| ended(5.0, 5.0)).collect();
+        assert!(matches!(b.admit(s(0.0), &calls), Admission::At(_)));
+    }
+
+    fn stand_ins(b: &Budget, evidence: LossEvidence, written: UnixMillis) -> Vec<Call> {
+        b.stand_ins_after_loss(evidence)
             .iter()
             .map(|s| Call {
-                start: s.start.at(UnixMillis(0)),
-                end: s.end.map(|e| e.at(UnixMillis(0))),
+                start: s.start.at(written),
+                end: None,
             })
             .collect()
     }
 
-    async fn read(&self, clock: &dyn Clock) -> Result<Read, RecordError> {
-        loop {
-            let v = load::<LimiterState>(&self.store, "limiter state", names::LIMITER_KEY).await?;
-            match (v.value, v.written) {
-                (Some(state), Some(written)) => {
-                    return Ok(Read {
-                        state: state.materialized(written),
-                        revision: v.revision,
-                        written,
+    #[test]
+    fn lost_state_waits_a_full_window_after_the_last_possible_call() {
+        let b = budget();
+        let now = s(100.0);
+        assert!(stand_ins(&b, LossEvidence::Fresh, now).is_empty());
+        // Nothing bounds the lost calls but the loss: 10 s for one in flight
+        // to arrive, then a window.
+        let unknown = stand_ins(&b, LossEvidence::Unknown, now);
+        assert_eq!(unknown.len(), 10);
+        assert_eq!(b.admit(now, &unknown), Admission::At(s(170.0)));
+        // The last claim was at 50 s: its call arrived by 60 s.
+        let bounded = stand_ins(&b, LossEvidence::ClaimedBefore(s(50.0)), now);
+        assert_eq!(b.admit(now, &bounded), Admission::At(s(120.0)));
+        // Long quiet before the loss: nothing to wait for.
+        let quiet = stand_ins(&b, LossEvidence::ClaimedBefore(s(20.0)), now);
+        assert_eq!(b.admit(now, &quiet), Admission::Now);
+        assert!(quiet.iter().all(|c| !b.still_counts(now, c)));
+    }
+
+    #[test]
+    fn never_more_than_limit_in_any_window_for_any_arrival_when_calls_start_as_soon_as_admitted() {
+        // Each call lasts a different time; arrivals are put at both ends of
+        // each span, in the worst combination for each window.
+        let b = budget();
+        let mut calls: Vec<Call> = Vec::new();
+        let mut now = s(0.0);
+        let mut n = 0u64;
+        while calls.len() < 200 {
+            match b.admit(now, &calls) {
+                Admission::Now => {
+                    let dur = (n * 7919) % 9_000;
+                    calls.push(Call {
+                        start: now,
+                        end: Some(now.plus(Duration::from_millis(dur))),
                     });
+                    n += 1;
+                    now = now.plus(Duration::from_millis(137));
                 }
-                _ => self.recover(v.revision, clock).await?,
+                Admission::At(t) => {
+                    assert!(t > now);
+                    now = t;
+                }
             }
         }
-    }
-
-    /// Create the state if it is missing. Run at start, before anything is
-    /// claimed, so a fresh install can start calling at once.
-    pub async fn ensure(&self, clock: &dyn Clock) -> Result<(), RecordError> {
-        self.read(clock).await.map(|_| ())
-    }
-
-    /// The state is gone: write the worst it could have held. Calls made
-    /// before the loss are not in it any more, but every call is preceded
-    /// by its claim, a write to the work bucket, and is over within
-    /// `call_timeout` of that claim. So the work bucket's last write bounds
-    /// every lost call; without that, the loss itself does.
-    async fn recover(&self, revision: u64, clock: &dyn Clock) -> Result<(), RecordError> {
-        let evidence = self.evidence().await?;
-        let stand_ins = self.budget.stand_ins_after_loss(evidence);
-        if evidence == LossEvidence::Fresh {
-            tracing::info!("upstream limiter state created: nothing was ever claimed");
-        } else {
-            tracing::warn!(
-                ?evidence,
-                assumed_calls = stand_ins.len(),
-                now = ?self.server_now(clock),
-                "UPSTREAM LIMITER STATE MISSING: rebuilt from what survives; calls may wait up to one window"
+        let w = b.window.as_millis() as u64;
+        for close in calls
+            .iter()
+            .flat_map(|c| [c.start.0 + 1, c.end.map_or(0, |e| e.0) + w])
+        {
+            let fits = calls
+                .iter()
+                .filter(|c| c.start.0 < close && close <= c.end.map_or(0, |e| e.0) + w)
+                .count();
+            assert!(
+                fits <= 10,
+                "{fits} calls can share the window closing at {close}"
             );
-            metrics::counter!("limiter_state_rebuilt_total").increment(1);
         }
-        let state = LimiterState {
-            slots: stand_ins,
-            ..LimiterState::default()
-        };
-        match save(&self.store, names::LIMITER_KEY, &state, revision).await {
-            Ok(_) | Err(RecordError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // And the budget is used: 200 calls take about 20 windows.
+        let span = calls[199].start.since(calls[0].start);
+        assert!(span < Duration::from_secs(20 * 70), "{span:?}");
     }
 
-    async fn evidence(&self) -> Result<LossEvidence, RecordError> {
-        let info = |store: &kv::Store| {
-            let stream = store.stream.clone();
-            async move {
-                stream.get_info().await.map_err(|e| RecordError::Nats {
-                    op: "stream info",
-                    source: e.into(),
-                })
-            }
-        };
-        let work = info(&self.work).await?;
-        let results = info(&self.results).await?;
-        Ok(
-            match (work.state.last_sequence, results.state.last_sequence) {
-                (0, 0) => LossEvidence::Fresh,
-                // Results exist but the work bucket has no history: it was
-                // lost too, and with it the bound.
-                (0, _) => LossEvidence::Unknown,
-                // A recreated work bucket bounds claims made since; older
-                // ones were made before it was created.
-                _ => LossEvidence::ClaimedBefore(
-                    server_time(work.state.last_timestamp).max(server_time(work.created)),
-                ),
-            },
-        )
+    #[test]
+    fn still_counts_keeps_exactly_the_calls_that_can_matter() {
+        let b = budget();
+        let c = ended(0.0, 2.0);
+        assert!(b.still_counts(s(61.999), &c));
+        assert!(!b.still_counts(s(62.0), &c));
+        assert_eq!(b.occupied(s(61.0), &[c]), 1);
+        assert_eq!(b.occupied(s(62.0), &[c]), 0);
     }
-
-    /// Whether a call could start now, and how many slots are taken, without
-    /// reserving anything (for the scheduler and metrics). Times are this
-    /// replica's clock.
-    pub async fn peek(&self, clock: &dyn Clock) -> Result<(Admission, usize), RecordError> {
-        let read = self.read(clock).await?;
-        let calls = self.calls(&read.state);
-        let now = self.server_now(clock).max(read.written);
-        let admission = match self.budget.admit(now, &calls) {
-            Admission::Now => Admission::Now,
-            Admission::At(t) => Admission::At(self.to_local(t)),
-        };
-        Ok((admission, self.budget.occupied(now, &calls)))
-    }
-
-    /// Take a slot if one is free, recording the call atomically.
-    pub async fn take(&self, clock: &dyn Clock) -> Result<Taken, RecordError> {
-        for _ in 0..8 {
-            let read = self.read(clock).await?;
-            let calls = self.calls(&read.state);
-            let now = self.server_now(clock).max(read.written);
-            if let Admission::At(t) = self.budget.admit(now, &calls) {
-                return Ok(Taken::NotBefore(self.to_local(t)));
-            }
-            // Prune by the server's own time of the state read, never by a
-            // replica's clock that may run ahead.
-            let mut next = read.state.clone();
-            next.slots.retain(|s| {
-                self.budget.still_counts(
-                    read.written,
-                    &Call {
-                        start: s.start.at(read.written),
-                        end: s.end.map(|e| e.at(read.written)),
-                    },
-                )
-            });
-            // Ids of stand-ins count down from u64::MAX; ours stay below.
-            let id = rand::random::<u64>() >> 1;
-            let sent = clock.now();
-            match save(
-                &self.store,
-                names::LIMITER_KEY,
-                &next.reserving(id),
-                read.revision,
-            )
-            .await
-            {
-                Ok(_) => {}
-                Err(RecordError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-            let stamp = match self.start_of(id).await {
-                Ok(Some(stamp)) => stamp,
-                // The state was lost again under us: decide afresh.
-                Ok(None) => continue,
-                Err(e) => {
-                    self.cancel(id).await;
-                    return Err(e);
-                }
-            };
-            self.learn_offset(sent, clock.now(), stamp);
-            // The decision again, at the server's time of the reservation
-            // and against exactly the calls it was written over.
-            if self.budget.admit(stamp, &calls) == Admission::Now {
-                return Ok(Taken::Slot(Slot { id, start: stamp }));
-            }
-            metrics::counter!("limiter_reservations_withdrawn_total").increment(1);
-            tracing::debug!(
-                ?stamp,
-                ?now,
-                "reservation stamped earlier than estimated; withdrawn"
-            );
-            self.cancel(id).await;
-        }
-        Ok(Taken::NotBefore(
-            clock.now().plus(Duration::from_millis(50)),
-        ))
-    }
-
-    async fn start_of(&self, id: u64) -> Result<Option<UnixMillis>, RecordError> {
-        let v = load::<LimiterState>(&self.store, "limiter state", names::LIMITER_KEY).await?;
-        Ok(match (v.value, v.written) {
-            (Some(state), Some(written)) => state.start_of(id, written),
-            _ => None,
-        })
-    }
-
-    fn learn_offset(&self, sent: UnixMillis, acked: UnixMillis, stamp: UnixMillis) {
-        let mid = (sent.0 + acked.0) / 2;
-        self.offset_ms
-            .store(stamp.0 as i64 - mid as i64, Ordering::Relaxed);
-    }
-
-    /// The call in `slot` is over (answered, timed out or failed): it
-    /// stops counting one window after now rather than after its deadline.
-    /// Best effort: if this write is lost, the deadline bounds the slot.
-    pub async fn end(&self, id: u64) {
-        self.rewrite(id, "end", |s| s.ending(id)).await;
-    }
-
-    /// Withdraw a slot whose call was never sent.
-    pub async fn cancel(&self, id: u64) {
-        self.rewrite(id, "withdraw", |s| s.cancelling(id)).await;
-    }
-
-    async fn rewrite(
-        &self,
-        id: u64,
-        what: &'static str,
-        change: impl Fn(LimiterState) -> Option<LimiterState>,
-    ) {
-        for _ in 0..20 {
-            let v = match load::<LimiterState>(&self.store, "limiter state", names::LIMITER_KEY)
-                .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(slot = id, error = %e, "limiter {what}: read failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let (Some(state), Some(written)) = (v.value, v.written) else {
-                return;
-            };
-            let Some(next) = change(state.materialized(written)) else {
-                return;
-            };
-            match save(&self.store, names::LIMITER_KEY, &next, v.revision).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict) => continue,
-                Err(e) => {
-                    tracing::warn!(slot = id, error = %e, "limiter {what}: write failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-fn shift(t: UnixMillis, by_ms: i64) -> UnixMillis {
-    UnixMillis((t.0 as i64).saturating_add(by_ms).max(0) as u64)
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use wire_contract::messages::{JobEventV1, Outcome};
 use wire_contract::records::{ResultRecord, WorkItem};
 use wire_contract::{
-    MessageKey, RecordError, Topology, UnixMillis, encode, load, names, publish_once, remove,
+    MessageKey, RecordError, Topology, Transient, UnixMillis, encode, load, names, publish_once,
+    remove, with_patience,
 };
 
 /// A completion that could not be written.
@@ -86,17 +87,17 @@ pub async fn complete_with_retry(
     now: UnixMillis,
     patience: Duration,
 ) -> Result<(), CompleteError> {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match complete(topo, key, message, outcome.clone(), attempts, now).await {
-            Ok(()) => return Ok(()),
-            Err(e) if started.elapsed() < patience => {
-                tracing::warn!(message_key = %key, error = %e, "storing the outcome failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e),
+    with_patience(patience, || {
+        complete(topo, key, message, outcome.clone(), attempts, now)
+    })
+    .await
+}
+
+impl Transient for CompleteError {
+    fn is_transient(&self) -> bool {
+        match self {
+            CompleteError::Record(e) => e.is_transient(),
+            CompleteError::Publish(_) | CompleteError::Put(_) => true,
         }
     }
 }

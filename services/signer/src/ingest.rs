@@ -19,7 +19,7 @@ use wire_contract::messages::{JobEventV1, SignRequestV1};
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
 use wire_contract::time::Clock;
 use wire_contract::{
-    MessageKey, RecordError, Topology, decode, headers, load, names, publish_once, save,
+    MessageKey, RecordError, Topology, Updated, decode, headers, load, names, publish_once, update,
 };
 
 /// Why one request could not be taken in (it is redelivered).
@@ -152,37 +152,18 @@ async fn take_in(
         id: request.job_id.clone(),
         request_id: request_id.to_owned(),
     };
-    loop {
-        let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
-        let item = match v.value {
-            Some(mut item) => {
-                if item.jobs.iter().any(|j| j.id == job.id) {
-                    return Ok(());
-                }
-                item.jobs.push(job.clone());
-                item
-            }
-            None => WorkItem {
-                message: request.message.clone(),
-                jobs: vec![job.clone()],
-                first_seen: clock.now(),
-                attempts: 0,
-                first_attempt: None,
-                last_attempt: None,
-                last_error: None,
-                lease: None,
-            },
-        };
+    let now = clock.now();
+    let joined = update(
+        &topo.work,
+        "work item",
+        key.as_str(),
+        |item: Option<&WorkItem>| WorkItem::joined(item, &job, &request.message, now),
+    )
+    .await?;
+    if let Updated::Written(item) = joined {
         let shared = item.jobs.len() > 1;
-        match save(&topo.work, key.as_str(), &item, v.revision).await {
-            Ok(_) => {
-                tracing::info!(job_id = %job.id, request_id, message_key = %key, shared, "job queued");
-                view.apply(key.as_str(), Some(item));
-                break;
-            }
-            Err(RecordError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
+        tracing::info!(job_id = %job.id, request_id, message_key = %key, shared, "job queued");
+        view.apply(key.as_str(), Some(item));
     }
     // A result may have landed between the check and the write; finishing
     // again is idempotent and tells this job too.

@@ -3,8 +3,8 @@
 //!
 //! - [`ingest`] moves requests from the stream into the work bucket.
 //! - [`worker`] asks the pure [`scheduler`] which message to try next, takes a
-//!   slot from the JetStream-held [`budget`] (decided by the pure
-//!   [`limiter`]), calls the [`upstream`] and records the outcome.
+//!   slot from the JetStream-held [`shared_budget`] (decided by the pure
+//!   [`budget`] rule), calls the [`upstream`] and records the outcome.
 //! - [`complete`] stores results and tells every waiting job.
 
 pub mod budget;
@@ -12,8 +12,8 @@ pub mod complete;
 pub mod config;
 pub mod health;
 pub mod ingest;
-pub mod limiter;
 pub mod scheduler;
+pub mod shared_budget;
 pub mod simulation;
 pub mod upstream;
 pub mod work_view;
@@ -50,9 +50,9 @@ pub async fn run(
         &config.upstream_api_key,
         config.upstream_timeout,
     )?;
-    let budget = budget::SharedBudget::new(
+    let budget = shared_budget::SharedBudget::new(
         &topo,
-        limiter::Budget {
+        budget::Budget {
             limit: config.rate_limit,
             window: config.rate_window,
             margin: config.rate_margin,

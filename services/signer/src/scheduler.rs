@@ -12,7 +12,7 @@
 //! nothing better is eligible, so no slot idles while a message could use it.
 //! No message blocks another.
 
-use crate::limiter::Admission;
+use crate::budget::Admission;
 use std::time::Duration;
 use wire_contract::UnixMillis;
 

@@ -3,7 +3,7 @@
 //! drain check. It drives the signer's own [`scheduler::next`] and
 //! [`Budget`]; time is plain numbers, nothing sleeps.
 
-use crate::limiter::{Admission, Budget, Call};
+use crate::budget::{Admission, Budget, Call};
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -12,10 +12,10 @@
 //! claim: the limiter counts a call as able to reach the upstream until
 //! then, so nothing may be sent after it.
 
-use crate::budget::{SharedBudget, Slot, Taken};
 use crate::complete::complete_with_retry;
 use crate::health::Health;
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
+use crate::shared_budget::{SharedBudget, Slot, Taken};
 use crate::upstream::{CallOutcome, Upstream};
 use crate::work_view::WorkView;
 use std::collections::HashSet;
@@ -24,9 +24,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire_contract::messages::Outcome;
-use wire_contract::records::{CallNote, Lease, RecentCalls, ResultRecord, WorkItem};
+use wire_contract::records::{CallNote, RecentCalls, ResultRecord, WorkItem};
 use wire_contract::time::Clock;
-use wire_contract::{MessageKey, RecordError, Topology, UnixMillis, load, names, save};
+use wire_contract::{
+    MessageKey, RecordError, Topology, UnixMillis, Updated, load, names, save, update,
+    with_patience,
+};
 
 /// Everything the loop needs.
 pub struct Worker {
@@ -165,85 +168,79 @@ impl Worker {
     /// the message is gone, not due, held elsewhere, or no slot is free.
     async fn claim(&self, key: &str) -> Result<Option<Claimed>, RecordError> {
         let mkey = MessageKey::of_key(key);
-        loop {
-            // The deadline counts from before the claim is written, so the
-            // work bucket's last write bounds every call's end (what the
-            // limiter relies on if its own state is lost).
-            let deadline = tokio::time::Instant::now() + self.call_timeout;
-            let v = load::<WorkItem>(&self.topo.work, "work item", key).await?;
-            let Some(item) = v.value else {
-                self.view.apply(key, None);
-                return Ok(None);
-            };
-            if let Some(result) = load::<ResultRecord>(&self.topo.results, "result", key)
-                .await?
-                .value
-            {
-                // Signed by another replica or before a restart: just finish.
-                let now = self.clock.now();
-                if let Err(e) = complete_with_retry(
-                    &self.topo,
-                    &mkey,
-                    &item.message,
-                    result.outcome,
-                    result.attempts,
-                    now,
-                    Duration::from_secs(5),
-                )
-                .await
-                {
-                    tracing::warn!(message_key = %key, error = %e, "finishing a known result failed");
-                }
-                return Ok(None);
-            }
+        // One pass: a conflict means another replica got there first, and
+        // the scheduler decides again on the next turn of the loop. The
+        // deadline counts from before the claim is written, so the
+        // work bucket's last write bounds every call's end (what the
+        // limiter relies on if its own state is lost).
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let v = load::<WorkItem>(&self.topo.work, "work item", key).await?;
+        let Some(item) = v.value else {
+            self.view.apply(key, None);
+            return Ok(None);
+        };
+        if let Some(result) = load::<ResultRecord>(&self.topo.results, "result", key)
+            .await?
+            .value
+        {
+            // Signed by another replica or before a restart: just finish.
             let now = self.clock.now();
-            let candidate = Candidate {
-                key: (),
-                attempts: item.attempts,
-                first_seen: item.first_seen,
-                first_attempt: item.first_attempt,
-                last_attempt: item.last_attempt,
-                leased_until: item.lease.as_ref().map(|l| l.until),
-            };
-            if candidate.eligible_at(&self.policy) > now {
-                self.view.apply(key, Some(item));
+            if let Err(e) = complete_with_retry(
+                &self.topo,
+                &mkey,
+                &item.message,
+                result.outcome,
+                result.attempts,
+                now,
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                tracing::warn!(message_key = %key, error = %e, "finishing a known result failed");
+            }
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let candidate = Candidate {
+            key: (),
+            attempts: item.attempts,
+            first_seen: item.first_seen,
+            first_attempt: item.first_attempt,
+            last_attempt: item.last_attempt,
+            leased_until: item.lease.as_ref().map(|l| l.until),
+        };
+        if candidate.eligible_at(&self.policy) > now {
+            self.view.apply(key, Some(item));
+            return Ok(None);
+        }
+        let leased = item.leased(&self.signer_id, now, now.plus(self.lease_span()));
+        let revision = match save(&self.topo.work, key, &leased, v.revision).await {
+            Ok(r) => r,
+            Err(RecordError::Conflict) => {
+                self.view.poke();
                 return Ok(None);
             }
-            let mut leased = item.clone();
-            leased.attempts += 1;
-            leased.first_attempt.get_or_insert(now);
-            leased.last_attempt = Some(now);
-            leased.lease = Some(Lease {
-                owner: self.signer_id.clone(),
-                until: now.plus(self.lease_span()),
-            });
-            let revision = match save(&self.topo.work, key, &leased, v.revision).await {
-                Ok(r) => r,
-                Err(RecordError::Conflict) => continue,
-                Err(e) => return Err(e),
-            };
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.to_owned());
-            match self.budget.take(self.clock.as_ref()).await {
-                Ok(Taken::Slot(slot)) => {
-                    return Ok(Some(Claimed {
-                        key: mkey,
-                        item: leased,
-                        slot,
-                        deadline,
-                    }));
-                }
-                Ok(Taken::NotBefore(_)) => {
-                    // Another replica took the slot first: give the lease back.
-                    self.unlease(key, revision, item).await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    self.unlease(key, revision, item).await;
-                    return Err(e);
-                }
+            Err(e) => return Err(e),
+        };
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
+        match self.budget.take(self.clock.as_ref()).await {
+            Ok(Taken::Slot(slot)) => Ok(Some(Claimed {
+                key: mkey,
+                item: leased,
+                slot,
+                deadline,
+            })),
+            Ok(Taken::NotBefore(_)) => {
+                // Another replica took the slot first: give the lease back.
+                self.unlease(key, revision, item).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.unlease(key, revision, item).await;
+                Err(e)
             }
         }
     }
@@ -348,16 +345,21 @@ impl Worker {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            let Ok(v) = load::<WorkItem>(&self.topo.work, "work item", key.as_str()).await else {
-                continue;
-            };
-            let Some(mut item) = v.value else { return };
-            let Some(lease) = item.lease.as_mut().filter(|l| l.owner == self.signer_id) else {
-                return;
-            };
-            lease.until = self.clock.now().plus(self.lease_span());
-            if let Err(e) = save(&self.topo.work, key.as_str(), &item, v.revision).await {
-                tracing::debug!(message_key = %key, error = %e, "lease renewal raced; retrying");
+            let until = self.clock.now().plus(self.lease_span());
+            let renewed = update(
+                &self.topo.work,
+                "work item",
+                key.as_str(),
+                |item: Option<&WorkItem>| item?.lease_renewed(&self.signer_id, until),
+            )
+            .await;
+            match renewed {
+                Ok(Updated::Written(_)) => {}
+                // Finished, or no longer ours: nothing left to keep.
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(message_key = %key, error = %e, "lease renewal failed; retrying")
+                }
             }
         }
     }
@@ -379,28 +381,15 @@ impl Worker {
             detail,
             latency_ms,
         };
-        for _ in 0..5 {
-            let Ok(v) =
-                load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
-                    .await
-            else {
-                return;
-            };
-            let mut recent = v.value.unwrap_or_default();
-            recent.calls.push(note.clone());
-            let excess = recent.calls.len().saturating_sub(KEEP);
-            recent.calls.drain(..excess);
-            match save(
-                &self.topo.limiter,
-                names::RECENT_CALLS_KEY,
-                &recent,
-                v.revision,
-            )
-            .await
-            {
-                Err(RecordError::Conflict) => continue,
-                _ => return,
-            }
+        let noted = update(
+            &self.topo.limiter,
+            "recent calls",
+            names::RECENT_CALLS_KEY,
+            |recent: Option<&RecentCalls>| Some(RecentCalls::noted(recent, note.clone(), KEEP)),
+        )
+        .await;
+        if let Err(e) = noted {
+            tracing::debug!(message_key = %key, error = %e, "recent-calls note lost");
         }
     }
 
@@ -420,37 +409,21 @@ impl Worker {
         }
     }
 
-    /// Give the message back for a later attempt, keeping its history.
+    /// Give the message back for a later attempt, keeping its history (not
+    /// if another replica holds it now: our lease lapsed). Retried through
+    /// NATS trouble until the lease would have expired anyway.
     async fn release(&self, key: &MessageKey, reason: String) {
-        for _ in 0..50 {
-            let v = match load::<WorkItem>(&self.topo.work, "work item", key.as_str()).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(message_key = %key, error = %e, "release: read failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let Some(mut item) = v.value else { return };
-            if item
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.owner != self.signer_id)
-            {
-                // Our lease lapsed and another replica holds the message now:
-                // its lease is not ours to clear.
-                return;
-            }
-            item.lease = None;
-            item.last_error = Some(reason.clone());
-            match save(&self.topo.work, key.as_str(), &item, v.revision).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict) => continue,
-                Err(e) => {
-                    tracing::warn!(message_key = %key, error = %e, "release: write failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
+        let released = with_patience(self.lease_span(), || {
+            update(
+                &self.topo.work,
+                "work item",
+                key.as_str(),
+                |item: Option<&WorkItem>| item?.released(&self.signer_id, &reason),
+            )
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(message_key = %key, error = %e, "release failed; the lease will expire");
         }
     }
 }

@@ -18,7 +18,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use signer::limiter::{Admission, Budget, Call, LossEvidence};
+use signer::budget::{Admission, Budget, Call, LossEvidence};
 use std::time::Duration;
 use wire_contract::UnixMillis;
 

@@ -18,6 +18,17 @@ use client::{burst, send, sign, status};
 use std::time::Duration;
 use system::{Options, spawn_system};
 
+/// The fault about to be injected lands in the middle of the burst: some of
+/// its `n` messages are still unsigned by the simulator's count.
+async fn assert_mid_burst(sys: &system::System, n: u64) {
+    let audit = sys.audit().await;
+    let signed = audit["signed_messages"].as_u64().unwrap_or(0);
+    assert!(
+        signed < n,
+        "the burst was already over ({signed} of {n} signed): {audit}"
+    );
+}
+
 fn messages(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-message-{i}")).collect()
 }
@@ -173,18 +184,20 @@ async fn killing_the_signer_and_the_notifier_mid_burst_loses_nothing() {
     let mut sys = spawn_system(Options::default()).await;
     let msgs = messages("kill", 60);
     let answers = burst(&sys, &msgs).await;
-    // Let some work happen, then crash both workers.
+    // Let some work happen, then crash both workers, mid-burst.
     sys.receiver
-        .wait_until(Duration::from_secs(60), |d| d.len() >= 5)
+        .expect(Duration::from_secs(60), "5 webhooks", |d| d.len() >= 5)
         .await;
+    assert_mid_burst(&sys, 60).await;
     sys.signer.kill9();
     sys.notifier.kill9();
     sys.signer.restart();
     sys.notifier.restart();
     sys.signer_ready().await;
     sys.receiver
-        .wait_until(Duration::from_secs(60), |d| d.len() >= 20)
+        .expect(Duration::from_secs(60), "20 webhooks", |d| d.len() >= 20)
         .await;
+    assert_mid_burst(&sys, 60).await;
     sys.signer.kill9();
     sys.signer.restart();
     let audit = all_promises_kept(&sys, &answers, Deliveries::OncePerWebhookId).await;
@@ -196,8 +209,9 @@ async fn restarting_nats_mid_burst_loses_nothing() {
     let mut sys = spawn_system(Options::default()).await;
     let answers = burst(&sys, &messages("nats-restart", 60)).await;
     sys.receiver
-        .wait_until(Duration::from_secs(60), |d| d.len() >= 10)
+        .expect(Duration::from_secs(60), "10 webhooks", |d| d.len() >= 10)
         .await;
+    assert_mid_burst(&sys, 60).await;
     sys.nats.terminate();
     sys.nats.restart();
     sys.nats_ready().await;
@@ -311,8 +325,9 @@ async fn three_signer_replicas_share_one_budget_and_survive_losing_one() {
     // Crash one replica mid-burst: its leased messages come back when the
     // lease (call timeout + 5 s) runs out.
     sys.receiver
-        .wait_until(Duration::from_secs(60), |d| d.len() >= 10)
+        .expect(Duration::from_secs(60), "10 webhooks", |d| d.len() >= 10)
         .await;
+    assert_mid_burst(&sys, 60).await;
     sys.replicas[0].kill9();
     let audit = all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
     eprintln!("3 replicas, one killed: audit {audit}");
@@ -407,7 +422,7 @@ async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures
 #[tokio::test]
 #[ignore = "takes about two minutes; run with scripts/drain-check.sh"]
 async fn drain_time_matches_the_virtual_time_model() {
-    use signer::limiter::Budget;
+    use signer::budget::Budget;
     use signer::scheduler::RetryPolicy;
     use signer::simulation::{Model, Signer, simulate};
     let budget = Budget {

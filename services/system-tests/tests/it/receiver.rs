@@ -66,6 +66,24 @@ impl Receiver {
     }
 
     /// Wait until `pred` holds over the deliveries, up to `limit`.
+    /// Wait until `pred` holds; a wait that times out fails the test.
+    pub async fn expect(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
+        let got = self.wait_until(limit, &pred).await;
+        assert!(
+            pred(&got),
+            "timed out after {limit:?} waiting for {what}: {} webhooks",
+            got.len()
+        );
+        got
+    }
+
+    /// Wait until `pred` holds or `limit` passes; returns what arrived either
+    /// way (for callers that judge it themselves).
     pub async fn wait_until(
         &self,
         limit: Duration,
