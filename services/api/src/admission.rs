@@ -1,17 +1,27 @@
 //! Backpressure at the door: what a new message can expect, and whether to
-//! take it at all (the arithmetic is in [`crate::backlog`]).
+//! take it at all. The signer answers from its own work and budget
+//! (`sign.ask.backlog`); the api reads neither.
 
-use crate::backlog::{Estimate, Pace, Pending};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use wire_contract::records::LimiterState;
-use wire_contract::time::{Clock, SystemClock};
-use wire_contract::{load, names};
+use wire_contract::names;
+use wire_contract::signer_answers::{BacklogAnswerV1, BacklogQuestionV1, MAX_RECENT_KEYS, ask};
+
+/// What a caller can expect, as the signer estimates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Until the new message's first upstream call.
+    pub first_call_in: Duration,
+    /// Until the whole backlog (with the new message) is likely cleared.
+    pub clear_in: Duration,
+    /// One budget slot's worth of time.
+    pub slot_every: Duration,
+}
 
 /// Expectations for a new message, or `None` when it is already queued or
-/// the budget cannot be read in time (no estimate, no refusal).
+/// no signer answers in time (no estimate, no refusal).
 /// Refuses (503) when the backlog could not be cleared within the horizon.
 pub async fn expectations(
     state: &AppState,
@@ -21,41 +31,39 @@ pub async fn expectations(
     // Long enough for the signer to record the work item (milliseconds
     // usually), short enough that messages finished since are not counted.
     const UNSEEN_FOR: Duration = Duration::from_secs(2);
-    let counts = {
-        let items = state.work.items();
-        if items.contains_key(key) {
-            return Ok(None);
-        }
+    let recent_keys: Vec<String> = {
         let mut recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.retain(|_, at| at.elapsed() < UNSEEN_FOR);
-        let unseen = recent
-            .keys()
-            .filter(|k| k.as_str() != key && !items.contains_key(*k))
-            .count();
+        let mut keys: Vec<(&String, &std::time::Instant)> =
+            recent.iter().filter(|(k, _)| k.as_str() != key).collect();
+        keys.sort_by_key(|(_, at)| std::cmp::Reverse(**at));
+        let keys = keys
+            .into_iter()
+            .take(MAX_RECENT_KEYS)
+            .map(|(k, _)| k.clone())
+            .collect();
         recent.insert(key.to_owned(), std::time::Instant::now());
-        let untried = items.values().filter(|w| w.attempts == 0).count() + unseen;
-        Pending {
-            untried,
-            retrying: items.len() + unseen - untried,
-        }
+        keys
     };
-    let calls = match timeout_at(
-        by,
-        load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY),
-    )
-    .await
-    {
-        Ok(Ok(v)) => v
-            .value
-            .unwrap_or_default()
-            .starts(v.written.unwrap_or_default()),
+    let question = BacklogQuestionV1 {
+        message_key: key.to_owned(),
+        recent_keys,
+    };
+    let client = state.topo.js.client();
+    let asked =
+        ask::<_, BacklogAnswerV1>(&client, names::BACKLOG_SUBJECT, "backlog answer", &question);
+    let answer = match timeout_at(by, asked).await {
+        Ok(Ok(answer)) => answer,
         _ => return Ok(None),
     };
-    let pace = Pace {
-        limit: state.config.rate_limit,
-        window: state.config.rate_window,
+    if answer.queued.is_some() {
+        return Ok(None);
+    }
+    let estimate = Estimate {
+        first_call_in: Duration::from_millis(answer.first_call_in_ms),
+        clear_in: Duration::from_millis(answer.clear_in_ms),
+        slot_every: Duration::from_millis(answer.slot_every_ms),
     };
-    let estimate = pace.estimate(SystemClock.now(), &calls, counts);
     let horizon = state.config.backlog_horizon;
     if estimate.clear_in > horizon {
         metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(1);

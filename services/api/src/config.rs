@@ -20,10 +20,6 @@ pub struct Config {
     /// Absolute base for `Location` URLs (e.g. `https://sign.example.com`);
     /// relative URLs when unset.
     pub public_base_url: Option<String>,
-    /// Upstream calls per window, for `Retry-After` estimates.
-    pub rate_limit: u32,
-    /// The upstream's window, for `Retry-After` estimates.
-    pub rate_window: Duration,
     /// New messages are refused (503) when the backlog could not be
     /// cleared within this long: better no promise than a broken one.
     pub backlog_horizon: Duration,
@@ -31,85 +27,51 @@ pub struct Config {
     pub result_cache_entries: usize,
 }
 
-/// A variable that is set but invalid.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    var: &'static str,
-    problem: String,
-}
-
-fn err(var: &'static str, problem: impl ToString) -> ConfigError {
-    ConfigError {
-        var,
-        problem: problem.to_string(),
-    }
-}
+pub use service_kit::env::{ConfigError, Env};
 
 /// The most the api ever waits before answering.
 pub const MAX_SIGN_WAIT: Duration = Duration::from_millis(1800);
 
 impl Config {
     /// Read from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that is malformed or out of range.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_env_with(&Env::from_process())
     }
 
-    /// Read from any lookup (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text =
-            |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
-        let duration = |var: &'static str, default: &str| {
-            humantime::parse_duration(&text(var, default)).map_err(|e| err(var, e))
-        };
-        let cidrs = text("WEBHOOK_ALLOWED_CIDRS", "")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .map_err(|e| err("WEBHOOK_ALLOWED_CIDRS", format!("{s}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Read through `env` (tests pass [`Env::from_map`]).
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let config = Self {
-            addr: text("API_ADDR", "127.0.0.1:8080")
-                .parse()
-                .map_err(|e| err("API_ADDR", e))?,
-            nats_url: text("NATS_URL", "nats://127.0.0.1:4222"),
-            sign_wait: duration("SIGN_WAIT", "1500ms")?,
-            max_message_bytes: text("MAX_MESSAGE_BYTES", "4096")
-                .parse()
-                .map_err(|e| err("MAX_MESSAGE_BYTES", e))?,
-            webhook_allowed_cidrs: cidrs,
-            public_base_url: get("PUBLIC_BASE_URL")
-                .filter(|s| !s.is_empty())
+            addr: env.parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
+            sign_wait: env.duration("SIGN_WAIT", Duration::from_millis(1500))?,
+            max_message_bytes: env.parse("MAX_MESSAGE_BYTES", 4096)?,
+            webhook_allowed_cidrs: env.list("WEBHOOK_ALLOWED_CIDRS")?,
+            public_base_url: env
+                .optional("PUBLIC_BASE_URL")
                 .map(|s| s.trim_end_matches('/').to_owned()),
-            rate_limit: text("UPSTREAM_RATE_LIMIT", "10")
-                .parse()
-                .map_err(|e| err("UPSTREAM_RATE_LIMIT", e))?,
-            rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
-            backlog_horizon: duration("BACKLOG_HORIZON", "24h")?,
-            result_cache_entries: text("RESULT_CACHE_ENTRIES", "20000")
-                .parse()
-                .map_err(|e| err("RESULT_CACHE_ENTRIES", e))?,
+            backlog_horizon: env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?,
+            result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
         };
         if config.sign_wait > MAX_SIGN_WAIT {
-            return Err(err(
+            return Err(ConfigError::new(
                 "SIGN_WAIT",
                 "must be at most 1800ms so answers come within 2 s",
             ));
         }
         if config.max_message_bytes == 0 || config.max_message_bytes > 64 * 1024 {
-            return Err(err("MAX_MESSAGE_BYTES", "must be between 1 and 65536"));
-        }
-        if config.rate_limit == 0 || config.rate_window.is_zero() {
-            return Err(err(
-                "UPSTREAM_RATE_LIMIT",
-                "limit and window must be positive",
+            return Err(ConfigError::new(
+                "MAX_MESSAGE_BYTES",
+                "must be between 1 and 65536",
             ));
         }
         if let Some(base) = &config.public_base_url {
-            url::Url::parse(base).map_err(|e| err("PUBLIC_BASE_URL", e))?;
+            url::Url::parse(base).map_err(|e| ConfigError::new("PUBLIC_BASE_URL", e))?;
         }
         Ok(config)
     }
@@ -118,14 +80,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_env_with(&Env::from_map(pairs.iter().copied()))
     }
 
     #[test]
@@ -141,5 +98,15 @@ mod tests {
         assert!(parse(&[("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8, nonsense")]).is_err());
         let c = parse(&[("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128")]).expect("valid");
         assert_eq!(c.webhook_allowed_cidrs.len(), 2);
+    }
+
+    #[test]
+    fn every_variable_is_documented_with_its_default() {
+        let env = Env::empty();
+        Config::from_env_with(&env).expect("defaults are valid");
+        let docs = include_str!("../../../docs/configuration.md");
+        if let Err(problems) = service_kit::env::docs::check(docs, "api", &env) {
+            panic!("docs/configuration.md is out of date:\n{problems}");
+        }
     }
 }

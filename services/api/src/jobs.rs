@@ -7,11 +7,14 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
 use wire_contract::messages::Outcome;
-use wire_contract::records::{
-    DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord, WorkItem,
-};
-use wire_contract::{MessageKey, load};
+use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord};
+use wire_contract::signer_answers::{BacklogAnswerV1, BacklogQuestionV1, ask};
+use wire_contract::{MessageKey, load, names};
+
+/// How long a status request waits for the signer's word on attempts.
+const ASK_PATIENCE: Duration = Duration::from_millis(500);
 
 /// Show a job: pending, signed or failed; attempts; webhook delivery.
 #[utoipa::path(
@@ -48,13 +51,26 @@ pub async fn show(
         .await
         .map_err(unavailable)?
         .value;
-    let work = match result {
+    // A pending job's attempts are the signer's to tell; a signer that does
+    // not answer in time leaves them out rather than hold the caller.
+    let answer = match result {
         Some(_) => None,
         None => {
-            load::<WorkItem>(&state.topo.work, "work item", key.as_str())
+            let question = BacklogQuestionV1 {
+                message_key: key.as_str().to_owned(),
+                recent_keys: Vec::new(),
+            };
+            let client = state.topo.js.client();
+            let asked = ask::<_, BacklogAnswerV1>(
+                &client,
+                names::BACKLOG_SUBJECT,
+                "backlog answer",
+                &question,
+            );
+            tokio::time::timeout(ASK_PATIENCE, asked)
                 .await
-                .map_err(unavailable)?
-                .value
+                .ok()
+                .and_then(Result::ok)
         }
     };
     let delivery = load::<DeliveryRecord>(&state.topo.deliveries, "delivery", &id)
@@ -70,6 +86,7 @@ pub async fn show(
             Outcome::Failed { reason } => (JobState::Failed, r.attempts, None, Some(reason), None),
         },
         None => {
+            let work = answer.as_ref().and_then(|a| a.queued.clone());
             let attempts = work.as_ref().map(|w| w.attempts).unwrap_or(0);
             (
                 JobState::Pending,
@@ -97,11 +114,12 @@ pub async fn show(
         error,
         last_error,
     };
+    let slot_every = answer.map(|a| Duration::from_millis(a.slot_every_ms));
     let mut response = axum::Json(body).into_response();
     if status == JobState::Pending {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(&state)),
+            HeaderValue::from(retry_after_secs(slot_every)),
         );
     }
     Ok(response)

@@ -5,9 +5,9 @@
 //! answers 200 (signature) or 202 (status URL; a webhook follows).
 
 pub mod admission;
-pub mod backlog;
 pub mod bodies;
 pub mod config;
+pub mod error_bodies;
 pub mod input;
 pub mod jobs;
 pub mod metrics;
@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod problem;
 pub mod reply;
 pub mod request_id;
+pub mod request_timeout;
 pub mod result_cache;
 pub mod results_watch;
 pub mod sign;
@@ -31,7 +32,6 @@ use wire_contract::Topology;
 
 pub use config::Config;
 use input::Rules;
-use problem::ApiError;
 use state::AppState;
 
 /// The router, for `run` and for tests.
@@ -45,9 +45,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(|| async { ApiError::bad_request("not-found", "no such endpoint") })
+        .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(middleware::from_fn(problem::request_timeout))
+        .layer(middleware::from_fn(request_timeout::enforce))
+        .layer(middleware::from_fn(error_bodies::as_problems))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
@@ -90,12 +91,6 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let cache = Arc::new(result_cache::ResultCache::new(config.result_cache_entries));
     let results = results_watch::spawn(topo.results.clone(), Arc::clone(&cache), shutdown.clone());
-    let work = Arc::new(wire_contract::mirror::Mirror::default());
-    {
-        let (work, store, shutdown) = (Arc::clone(&work), topo.work.clone(), shutdown.clone());
-        tokio::spawn(async move { work.follow(store, "work item", shutdown).await });
-    }
-    tokio::spawn(metrics::report_backlog(Arc::clone(&work), shutdown.clone()));
     let deliveries = Arc::new(status::DeliveryFeed::default());
     {
         let (feed, store, shutdown) = (
@@ -114,7 +109,6 @@ pub async fn run(
         config: Arc::new(config),
         rules: Arc::new(rules),
         results,
-        work,
         recent: Default::default(),
         deliveries,
         cache,

@@ -6,8 +6,7 @@
 //! notifier reads (or, if the api died, claims) that same field, so a
 //! signature landing at the deadline cannot produce both or neither.
 
-use crate::admission::expectations;
-use crate::backlog::Estimate;
+use crate::admission::{Estimate, expectations};
 use crate::bodies::{JobState, PendingBody, SignedBody};
 use crate::input::{self, SignInput};
 use crate::problem::{ApiError, Problem};
@@ -326,11 +325,15 @@ fn answer_now(job_id: &str, message: &str, outcome: Outcome) -> Result<Answer, A
     }
 }
 
-/// Seconds until a retry is worth it: one budget slot's worth of time.
-pub fn retry_after_secs(state: &AppState) -> u64 {
-    let per_call =
-        state.config.rate_window.as_secs_f64() / f64::from(state.config.rate_limit.max(1));
-    per_call.ceil().max(1.0) as u64
+/// Seconds until a retry is worth it: one budget slot's worth of time, as
+/// the signer said (the real upstream's 6 s when it did not answer).
+pub fn retry_after_secs(slot_every: Option<Duration>) -> u64 {
+    const REAL_UPSTREAM_SLOT: Duration = Duration::from_secs(6);
+    slot_every
+        .unwrap_or(REAL_UPSTREAM_SLOT)
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64
 }
 
 /// The status resource's URL.
@@ -346,8 +349,8 @@ fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Est
     let url = status_url(state, job_id);
     // Worth asking again once the first call has had time to land.
     let retry_after = match expect {
-        Some(e) => e.first_call_in.as_secs() + retry_after_secs(state),
-        None => retry_after_secs(state),
+        Some(e) => e.first_call_in.as_secs() + retry_after_secs(Some(e.slot_every)),
+        None => retry_after_secs(None),
     };
     let first_call_at = expect.map(|e| SystemClock.now().plus(e.first_call_in).to_rfc3339());
     Answer::Pending(PendingBody {

@@ -6,8 +6,6 @@ use crate::results_watch::Landed;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use wire_contract::Topology;
-use wire_contract::mirror::Mirror;
-use wire_contract::records::WorkItem;
 
 /// Handler state (cheap to clone).
 #[derive(Clone)]
@@ -21,11 +19,10 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     /// Results as they land.
     pub results: broadcast::Sender<Landed>,
-    /// Pending work, for estimates and backpressure.
-    pub work: Arc<Mirror<WorkItem>>,
-    /// Messages this replica accepted in the last seconds, which the work
-    /// mirror may not show yet (a burst arrives faster than the signer
-    /// records it): counted so a burst cannot overshoot the horizon.
+    /// Messages this replica accepted in the last seconds, which the signer
+    /// may not have recorded yet (a burst arrives faster than it records
+    /// them): sent with each backlog question so a burst cannot overshoot
+    /// the horizon.
     pub recent: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Known outcomes in memory (the cached-200 hot path).
     pub cache: Arc<crate::result_cache::ResultCache>,

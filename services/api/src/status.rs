@@ -4,7 +4,8 @@
 //!
 //! Plain HTML, CSS and a little JavaScript compiled into the binary; the page
 //! polls `/status.json` every two seconds. Everything shown comes from
-//! JetStream, so any api replica shows the same picture.
+//! JetStream or from a signer's answer, so any api replica shows the same
+//! picture.
 
 use crate::state::AppState;
 use async_nats::jetstream::kv;
@@ -13,11 +14,13 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::mirror::follow_puts;
-use wire_contract::records::{DeliveryRecord, DeliveryState, LimiterState, RecentCalls};
+use wire_contract::names;
+use wire_contract::records::{DeliveryRecord, DeliveryState};
+use wire_contract::signer_answers::{BudgetV1, PendingV1, SignerStatusV1, ask};
 use wire_contract::time::{Clock, SystemClock};
-use wire_contract::{load, names};
 
 const PAGE: &str = include_str!("status_page.html");
 /// Webhook deliveries remembered for the page.
@@ -80,59 +83,18 @@ impl DeliveryFeed {
     }
 }
 
-/// `GET /status.json`: the figures the page shows.
+/// `GET /status.json`: the figures the page shows. The pending work, the
+/// budget and the upstream calls are the signer's to tell
+/// (`sign.ask.status`); the webhook deliveries are the api's own feed.
 pub async fn data(State(state): State<AppState>) -> Response {
     let now = SystemClock.now();
-    let (pending, untried, oldest, sample) = {
-        let items = state.work.items();
-        let untried = items.values().filter(|w| w.attempts == 0).count();
-        let oldest = items.values().map(|w| w.first_seen).min();
-        let mut sample: Vec<_> = items.iter().collect();
-        sample.sort_by_key(|(_, w)| w.first_seen);
-        let sample: Vec<Value> = sample
-            .iter()
-            .take(20)
-            .map(|(k, w)| {
-                json!({
-                    "message_key": k,
-                    "message": w.message.chars().take(60).collect::<String>(),
-                    "jobs": w.jobs.len(),
-                    "attempts": w.attempts,
-                    "waiting_s": now.since(w.first_seen).as_secs(),
-                    "in_flight": w.lease.as_ref().is_some_and(|l| l.until > now),
-                    "last_error": w.last_error,
-                })
-            })
-            .collect();
-        (items.len(), untried, oldest, sample)
+    let client = state.topo.js.client();
+    let asked = ask::<_, SignerStatusV1>(&client, names::STATUS_SUBJECT, "signer status", &());
+    let signer = match tokio::time::timeout(Duration::from_secs(1), asked).await {
+        Ok(Ok(status)) => json!(status),
+        Ok(Err(e)) => json!({"error": e.to_string()}),
+        Err(_) => json!({"error": "no signer answered within 1 s"}),
     };
-    let window = state.config.rate_window;
-    let limit = state.config.rate_limit;
-    let calls = load::<LimiterState>(&state.topo.limiter, "limiter state", names::LIMITER_KEY)
-        .await
-        .ok()
-        .and_then(|v| Some(v.value?.starts(v.written?)))
-        .unwrap_or_default();
-    let mut slots: Vec<Value> = calls
-        .iter()
-        .filter(|c| c.plus(window) > now)
-        .map(|c| json!({"used_at": c.to_rfc3339(), "frees_in_ms": c.plus(window).since(now).as_millis() as u64}))
-        .collect();
-    let used = slots.len();
-    slots.truncate(limit as usize);
-    let recent_calls =
-        load::<RecentCalls>(&state.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
-            .await
-            .ok()
-            .and_then(|v| v.value)
-            .unwrap_or_default()
-            .calls;
-    let calls_json: Vec<Value> = recent_calls
-        .iter()
-        .rev()
-        .take(20)
-        .map(|c| json!({"at": c.at.to_rfc3339(), "ago_s": now.since(c.at).as_secs(), "message_key": c.message_key, "outcome": c.outcome, "detail": c.detail, "latency_ms": c.latency_ms}))
-        .collect();
     let (deliveries, totals) = {
         let recent = state
             .deliveries
@@ -146,12 +108,42 @@ pub async fn data(State(state): State<AppState>) -> Response {
             .unwrap_or_else(|p| p.into_inner());
         (recent.iter().rev().cloned().collect::<Vec<_>>(), totals)
     };
+    let empty = SignerStatusV1 {
+        pending: PendingV1 {
+            messages: 0,
+            untried: 0,
+            retrying: 0,
+            oldest_age_s: None,
+            oldest: Vec::new(),
+        },
+        budget: BudgetV1 {
+            limit: 0,
+            window_s: 0.0,
+            used: 0,
+            slots: Vec::new(),
+        },
+        upstream_calls: Vec::new(),
+    };
+    let (pending, budget, upstream_calls, signer_error) = match signer.get("error") {
+        None => (
+            signer["pending"].clone(),
+            signer["budget"].clone(),
+            signer["upstream_calls"].clone(),
+            Value::Null,
+        ),
+        Some(e) => (
+            json!(empty.pending),
+            json!(empty.budget),
+            json!(empty.upstream_calls),
+            e.clone(),
+        ),
+    };
     axum::Json(json!({
         "now": now.to_rfc3339(),
-        "pending": {"messages": pending, "untried": untried, "retrying": pending - untried,
-                     "oldest_age_s": oldest.map(|t| now.since(t).as_secs()), "oldest": sample},
-        "budget": {"limit": limit, "window_s": window.as_secs_f64(), "used": used, "slots": slots},
-        "upstream_calls": calls_json,
+        "pending": pending,
+        "budget": budget,
+        "upstream_calls": upstream_calls,
+        "signer_error": signer_error,
         "webhooks": {"delivered_since_start": totals.0, "failed_since_start": totals.1, "recent": deliveries},
     }))
     .into_response()

@@ -2,22 +2,30 @@
 //!
 //! Everything two services must agree on lives here and nowhere else: the
 //! names of streams, subjects and KV buckets, the versioned message and record
-//! types, how a message becomes a KV key, and the code that creates the
-//! JetStream topology. No service handles raw bytes: they use [`codec`].
+//! types, how a message becomes a KV key, how a record is read and written
+//! ([`store`], [`update`](mod@update)), and the code that connects and
+//! creates the JetStream topology ([`connect`](mod@connect), [`topology`]).
+//! No service handles raw bytes: they use [`codec`].
 
 pub mod codec;
+pub mod connect;
 pub mod headers;
 pub mod keys;
 pub mod messages;
 pub mod mirror;
 pub mod names;
+pub mod pause;
 pub mod publish;
 pub mod records;
+pub mod signer_answers;
+pub mod store;
 pub mod time;
 pub mod topology;
 pub mod update;
 
-pub use topology::{RecordError, Topology, Versioned, connect, load, remove, save};
+pub use connect::{ConnectError, connect};
+pub use store::{RecordError, Versioned, load, remove, save};
+pub use topology::Topology;
 
 pub use codec::{CodecError, decode, encode};
 pub use keys::MessageKey;

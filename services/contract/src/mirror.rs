@@ -72,10 +72,10 @@ impl<T: DeserializeOwned> Mirror<T> {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(what, error = %e, "cannot watch bucket; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = shutdown.cancelled() => return,
+                    if crate::pause::pause(&shutdown, Duration::from_secs(1)).await {
+                        continue;
                     }
+                    return;
                 }
             };
             // Rebuild from the replayed history, then follow live changes.
@@ -143,10 +143,10 @@ pub async fn follow_puts<T: DeserializeOwned>(
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(what, error = %e, "cannot watch bucket; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    _ = shutdown.cancelled() => return,
+                if crate::pause::pause(&shutdown, Duration::from_millis(500)).await {
+                    continue;
                 }
+                return;
             }
         };
         loop {

@@ -44,3 +44,12 @@ pub const LIMITER_KEY: &str = "calls";
 pub const RECENT_CALLS_KEY: &str = "recent";
 /// KV bucket: job id -> [`crate::records::DeliveryRecord`].
 pub const DELIVERIES_BUCKET: &str = "webhook_deliveries";
+
+/// Request/reply: "what can a caller of this message expect?"
+/// ([`crate::signer_answers::BacklogQuestionV1`]), answered by a signer.
+pub const BACKLOG_SUBJECT: &str = "sign.ask.backlog";
+/// Request/reply: the signer's part of the status page
+/// ([`crate::signer_answers::SignerStatusV1`]); the request body is empty.
+pub const STATUS_SUBJECT: &str = "sign.ask.status";
+/// Queue group the signer replicas answer in: one answer per question.
+pub const SIGNER_ANSWERS_GROUP: &str = "signer";

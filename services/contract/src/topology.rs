@@ -5,15 +5,11 @@
 //! returns an existing stream without comparing its config), so a changed
 //! config here reaches a running server on the next deploy.
 
-use crate::UnixMillis;
 use crate::names;
-use crate::{CodecError, decode, encode};
 use async_nats::jetstream::{
-    self,
-    kv::{self, Operation},
+    self, kv,
     stream::{self, RetentionPolicy, StorageType},
 };
-use serde::{Serialize, de::DeserializeOwned};
 use std::time::Duration;
 
 /// How long job records and webhook delivery records are kept: long enough
@@ -63,8 +59,7 @@ pub struct Topology {
 impl Topology {
     /// Create (or bring up to date) every stream and bucket, and open them.
     pub async fn ensure(js: jetstream::Context) -> Result<Self, TopologyError> {
-        for config in stream_configs() {
-            let name = leak_name(&config.name);
+        for (name, config) in stream_configs() {
             js.create_or_update_stream(config)
                 .await
                 .map_err(|e| TopologyError::Stream {
@@ -72,18 +67,10 @@ impl Topology {
                     source: e.into(),
                 })?;
         }
-        let bucket = |name: &'static str, max_age: Duration| kv::Config {
-            bucket: name.to_owned(),
-            history: 1,
-            max_age,
-            storage: StorageType::File,
-            ..Default::default()
-        };
-        let open = |config: kv::Config| {
+        let open = |name: &'static str, max_age: Duration| {
             let js = js.clone();
             async move {
-                let name = leak_name(&config.bucket);
-                js.create_or_update_key_value(config)
+                js.create_or_update_key_value(bucket_config(name, max_age))
                     .await
                     .map_err(|e| TopologyError::Bucket {
                         name,
@@ -92,21 +79,20 @@ impl Topology {
             }
         };
         Ok(Self {
-            jobs: open(bucket(names::JOBS_BUCKET, JOB_RETENTION)).await?,
-            results: open(bucket(names::RESULTS_BUCKET, Duration::ZERO)).await?,
-            work: open(bucket(names::WORK_BUCKET, Duration::ZERO)).await?,
-            limiter: open(bucket(names::LIMITER_BUCKET, Duration::ZERO)).await?,
-            deliveries: open(bucket(names::DELIVERIES_BUCKET, JOB_RETENTION)).await?,
+            jobs: open(names::JOBS_BUCKET, JOB_RETENTION).await?,
+            results: open(names::RESULTS_BUCKET, Duration::ZERO).await?,
+            work: open(names::WORK_BUCKET, Duration::ZERO).await?,
+            limiter: open(names::LIMITER_BUCKET, Duration::ZERO).await?,
+            deliveries: open(names::DELIVERIES_BUCKET, JOB_RETENTION).await?,
             js,
         })
     }
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
     pub async fn check(&self) -> Result<(), TopologyError> {
-        for config in stream_configs() {
-            let name = leak_name(&config.name);
+        for (name, _) in stream_configs() {
             self.js
-                .get_stream(&config.name)
+                .get_stream(name)
                 .await
                 .map_err(|e| TopologyError::Stream {
                     name,
@@ -129,223 +115,110 @@ impl Topology {
     }
 }
 
-/// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`.
-fn stream_configs() -> Vec<stream::Config> {
-    let dedupe = Duration::from_secs(120);
-    vec![
-        stream::Config {
-            name: names::REQUESTS_STREAM.to_owned(),
-            subjects: vec![names::REQUESTS_SUBJECT.to_owned()],
-            retention: RetentionPolicy::WorkQueue,
+/// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`,
+/// each with its name as a constant (errors carry it).
+fn stream_configs() -> [(&'static str, stream::Config); 3] {
+    let stream = |name: &'static str, config: stream::Config| {
+        let config = stream::Config {
+            name: name.to_owned(),
             storage: StorageType::File,
-            duplicate_window: dedupe,
+            duplicate_window: Duration::from_secs(120),
             allow_direct: true,
-            ..Default::default()
-        },
-        stream::Config {
-            name: names::EVENTS_STREAM.to_owned(),
-            subjects: vec![names::EVENTS_SUBJECT.to_owned()],
-            retention: RetentionPolicy::WorkQueue,
-            storage: StorageType::File,
-            duplicate_window: dedupe,
-            allow_direct: true,
-            ..Default::default()
-        },
-        stream::Config {
-            name: names::DEAD_LETTER_STREAM.to_owned(),
-            subjects: vec![names::DEAD_LETTER_SUBJECTS.to_owned()],
-            retention: RetentionPolicy::Limits,
-            // As long as the job records: a letter outliving its job could
-            // not be redriven anyway.
-            max_age: JOB_RETENTION,
-            storage: StorageType::File,
-            duplicate_window: dedupe,
-            allow_direct: true,
-            ..Default::default()
-        },
-    ]
-}
-
-/// Stream and bucket names are the constants in [`names`]; map back to them
-/// so errors can carry `&'static str`.
-fn leak_name(name: &str) -> &'static str {
+            ..config
+        };
+        (name, config)
+    };
     [
-        names::REQUESTS_STREAM,
-        names::EVENTS_STREAM,
-        names::DEAD_LETTER_STREAM,
-        names::JOBS_BUCKET,
-        names::RESULTS_BUCKET,
-        names::WORK_BUCKET,
-        names::LIMITER_BUCKET,
-        names::DELIVERIES_BUCKET,
+        stream(
+            names::REQUESTS_STREAM,
+            stream::Config {
+                subjects: vec![names::REQUESTS_SUBJECT.to_owned()],
+                retention: RetentionPolicy::WorkQueue,
+                ..Default::default()
+            },
+        ),
+        stream(
+            names::EVENTS_STREAM,
+            stream::Config {
+                subjects: vec![names::EVENTS_SUBJECT.to_owned()],
+                retention: RetentionPolicy::WorkQueue,
+                ..Default::default()
+            },
+        ),
+        stream(
+            names::DEAD_LETTER_STREAM,
+            stream::Config {
+                subjects: vec![names::DEAD_LETTER_SUBJECTS.to_owned()],
+                retention: RetentionPolicy::Limits,
+                // As long as the job records: a letter outliving its job
+                // could not be redriven anyway.
+                max_age: JOB_RETENTION,
+                ..Default::default()
+            },
+        ),
     ]
-    .into_iter()
-    .find(|n| *n == name)
-    .unwrap_or("unknown")
 }
 
-/// A KV value with the revision it was read at (0: key never written).
-#[derive(Debug, Clone)]
-pub struct Versioned<T> {
-    /// The decoded value; `None` when absent or deleted.
-    pub value: Option<T>,
-    /// Revision to pass to [`save`] for compare-and-set.
-    pub revision: u64,
-    /// When the server stored that revision (server time); `None` when the
-    /// key was never written.
-    pub written: Option<UnixMillis>,
-}
-
-/// Failure reading or writing a KV record.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    /// NATS could not be reached or refused the operation.
-    #[error("kv {op} failed: {source}")]
-    Nats {
-        /// The operation.
-        op: &'static str,
-        /// Cause.
-        #[source]
-        source: async_nats::Error,
-    },
-    /// Somebody else wrote the key since it was read.
-    #[error("kv key changed concurrently")]
-    Conflict,
-    /// The stored value is not what this version expects.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-}
-
-impl RecordError {
-    /// Whether trying again (after re-reading) can succeed.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, RecordError::Codec(_))
+/// A bucket keeping one value per key, on file, for `max_age` (zero: forever).
+fn bucket_config(name: &'static str, max_age: Duration) -> kv::Config {
+    kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        max_age,
+        storage: StorageType::File,
+        ..Default::default()
     }
 }
 
-/// Read `key` with its revision.
-pub async fn load<T: DeserializeOwned>(
-    store: &kv::Store,
-    what: &'static str,
-    key: &str,
-) -> Result<Versioned<T>, RecordError> {
-    let entry = store.entry(key).await.map_err(|e| RecordError::Nats {
-        op: "get",
-        source: e.into(),
-    })?;
-    match entry {
-        None => Ok(Versioned {
-            value: None,
-            revision: 0,
-            written: None,
-        }),
-        Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => Ok(Versioned {
-            value: None,
-            revision: e.revision,
-            written: Some(server_time(e.created)),
-        }),
-        Some(e) => Ok(Versioned {
-            value: Some(decode(what, &e.value)?),
-            revision: e.revision,
-            written: Some(server_time(e.created)),
-        }),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A timestamp set by nats-server (a stored message's time) as Unix millis.
-pub fn server_time(t: time::OffsetDateTime) -> UnixMillis {
-    UnixMillis((t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
-}
-
-/// Write `value` if `key` is still at `revision` (compare-and-set);
-/// returns the new revision.
-pub async fn save<T: Serialize>(
-    store: &kv::Store,
-    key: &str,
-    value: &T,
-    revision: u64,
-) -> Result<u64, RecordError> {
-    let bytes = encode(value);
-    if revision == 0 {
-        return store.create(key, bytes).await.map_err(|e| match e.kind() {
-            kv::CreateErrorKind::AlreadyExists => RecordError::Conflict,
-            _ => RecordError::Nats {
-                op: "create",
-                source: e.into(),
-            },
-        });
-    }
-    store
-        .update(key, bytes, revision)
-        .await
-        .map_err(|e| match e.kind() {
-            kv::UpdateErrorKind::WrongLastRevision => RecordError::Conflict,
-            _ => RecordError::Nats {
-                op: "update",
-                source: e.into(),
-            },
-        })
-}
-
-/// Delete `key` if it is still at `revision`.
-pub async fn remove(store: &kv::Store, key: &str, revision: u64) -> Result<(), RecordError> {
-    store
-        .delete_expect_revision(key, Some(revision))
-        .await
-        .map_err(|e| {
-            // The client reports a stale revision as a publish error of
-            // kind `WrongLastSequence` under its own `Other`.
-            let stale = std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<async_nats::jetstream::context::PublishError>())
-                .is_some_and(|p| {
-                    p.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
-                });
-            if stale {
-                RecordError::Conflict
-            } else {
-                RecordError::Nats {
-                    op: "delete",
-                    source: e.into(),
-                }
-            }
-        })
-}
-
-/// Why a service could not get to its streams and buckets.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The NATS connection failed.
-    #[error("connecting to NATS: {0}")]
-    Connect(#[source] async_nats::ConnectError),
-    /// The topology could not be ensured in time.
-    #[error(transparent)]
-    Topology(TopologyError),
-}
-
-/// Connect to NATS (waiting for it if it is not up yet) and ensure the
-/// topology, retrying for up to `patience` so services can start in any
-/// order (compose starts them together).
-pub async fn connect(
-    nats_url: &str,
-    client_name: &str,
-    patience: Duration,
-) -> Result<Topology, ConnectError> {
-    let client = async_nats::ConnectOptions::new()
-        .name(client_name)
-        .retry_on_initial_connect()
-        .connect(nats_url)
-        .await
-        .map_err(ConnectError::Connect)?;
-    let js = jetstream::new(client);
-    let started = std::time::Instant::now();
-    loop {
-        match Topology::ensure(js.clone()).await {
-            Ok(t) => return Ok(t),
-            Err(e) if started.elapsed() < patience => {
-                tracing::warn!(error = %e, "JetStream not ready yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(ConnectError::Topology(e)),
+    #[test]
+    fn each_stream_is_named_once_and_keeps_its_settings() {
+        let streams = stream_configs();
+        let by_name: Vec<_> = streams
+            .iter()
+            .map(|(name, c)| {
+                (
+                    *name,
+                    c.name.as_str(),
+                    c.subjects.clone(),
+                    c.retention,
+                    c.max_age,
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                (
+                    names::REQUESTS_STREAM,
+                    names::REQUESTS_STREAM,
+                    vec![names::REQUESTS_SUBJECT.to_owned()],
+                    RetentionPolicy::WorkQueue,
+                    Duration::ZERO,
+                ),
+                (
+                    names::EVENTS_STREAM,
+                    names::EVENTS_STREAM,
+                    vec![names::EVENTS_SUBJECT.to_owned()],
+                    RetentionPolicy::WorkQueue,
+                    Duration::ZERO,
+                ),
+                (
+                    names::DEAD_LETTER_STREAM,
+                    names::DEAD_LETTER_STREAM,
+                    vec![names::DEAD_LETTER_SUBJECTS.to_owned()],
+                    RetentionPolicy::Limits,
+                    JOB_RETENTION,
+                ),
+            ]
+        );
+        for (_, c) in &streams {
+            assert_eq!(c.storage, StorageType::File);
+            assert_eq!(c.duplicate_window, Duration::from_secs(120));
+            assert!(c.allow_direct);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! conflict. Every state change of a shared record goes through here, so the
 //! retry policy and the conflict metric are written once.
 
-use crate::topology::{RecordError, Versioned, load, remove, save};
+use crate::store::{RecordError, Versioned, load, remove, save};
 use async_nats::jetstream::kv;
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -3,54 +3,11 @@
 //! keeps the record writes nothing.
 
 use async_nats::jetstream::{self, kv};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use wire_contract::{Change, RecordError, Updated, load, remove, save, update};
 
-struct Nats {
-    child: Child,
-    dir: std::path::PathBuf,
-    url: String,
-}
+mod common;
 
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn nats() -> Nats {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("contract-update-{}-{port}", std::process::id()));
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server must be on PATH (scripts/install-nats-server.sh)");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nats-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Nats {
-        child,
-        dir,
-        url: format!("nats://127.0.0.1:{port}"),
-    }
-}
+use common::nats;
 
 async fn store(url: &str) -> kv::Store {
     let js = jetstream::new(async_nats::connect(url).await.expect("connect"));

@@ -6,40 +6,16 @@
 //! `WEBHOOK_REQUIRE_SECRET=true` so a forgotten secret stops the start).
 
 use crate::retry::{RetrySchedule, ScheduleError};
-use crate::signing::{SecretError, SigningKey};
+use crate::signing::SigningKey;
 use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+pub use service_kit::env::{ConfigError, Env};
 
 /// Default `WEBHOOK_RETRY_SCHEDULE` (Svix's: about 27 h in all).
 pub const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
-
-/// A setting that is missing or malformed. Never includes a secret's value.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value that does not parse or is out of range.
-    #[error("{var}: {reason}")]
-    Invalid {
-        /// The environment variable.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// One of the `WEBHOOK_SECRET` entries is unusable.
-    #[error("WEBHOOK_SECRET entry {index}: {source}")]
-    Secret {
-        /// Position in the comma-separated list, from 1.
-        index: usize,
-        /// What is wrong with it.
-        #[source]
-        source: SecretError,
-    },
-    /// `WEBHOOK_REQUIRE_SECRET=true` but no `WEBHOOK_SECRET`.
-    #[error("WEBHOOK_SECRET is required (WEBHOOK_REQUIRE_SECRET=true) but not set")]
-    SecretRequired,
-    /// The retry schedule is unusable.
-    #[error("WEBHOOK_RETRY_SCHEDULE / WEBHOOK_RETRY_JITTER: {0}")]
-    Schedule(#[from] ScheduleError),
-}
 
 /// Where the signing keys came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +58,8 @@ pub struct Config {
     /// How long a shutdown waits for deliveries in flight before handing the
     /// rest back to JetStream (`NOTIFIER_DRAIN_TIMEOUT`, e.g. `10s`).
     pub drain_timeout: Duration,
-    /// Where `/healthz` and `/readyz` listen.
-    pub health_addr: std::net::SocketAddr,
+    /// Where `/healthz` and `/readyz` listen (`NOTIFIER_HEALTH_ADDR`).
+    pub health_addr: SocketAddr,
     /// This replica's name in logs and dead letters (`NOTIFIER_ID`).
     pub notifier_id: String,
 }
@@ -95,144 +71,94 @@ impl Config {
     ///
     /// [`ConfigError`] for the first missing or malformed setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        Self::from_env_with(&Env::from_process())
     }
 
-    /// Read the settings through `var` (tests pass a map).
+    /// Read the settings through `env` (tests pass [`Env::from_map`]).
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for the first missing or malformed setting.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let duration = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
-            let text = get(name).unwrap_or_else(|| default.to_owned());
-            humantime::parse_duration(&text).map_err(|e| invalid(name, format!("{text:?}: {e}")))
-        };
-        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(text) => match text.parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(invalid(
-                        name,
-                        format!("{text:?} is not a positive whole number"),
-                    )),
-                },
-            }
-        };
-        let require_secret = match get("WEBHOOK_REQUIRE_SECRET").as_deref() {
-            None => false,
-            Some(text) => parse_bool(text).ok_or_else(|| {
-                invalid(
-                    "WEBHOOK_REQUIRE_SECRET",
-                    format!("{text:?} is not true/false"),
-                )
-            })?,
-        };
-        let (signing_keys, secret_origin) = match get("WEBHOOK_SECRET") {
+    pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let require_secret = env.boolean("WEBHOOK_REQUIRE_SECRET", false)?;
+        let (signing_keys, secret_origin) = match env.secret("WEBHOOK_SECRET") {
             Some(list) => (parse_secrets(&list)?, SecretOrigin::Configured),
-            None if require_secret => return Err(ConfigError::SecretRequired),
+            None if require_secret => {
+                return Err(ConfigError::new(
+                    "WEBHOOK_SECRET",
+                    "is required (WEBHOOK_REQUIRE_SECRET=true) but not set",
+                ));
+            }
             None => (vec![SigningKey::generate()], SecretOrigin::Generated),
         };
-        let jitter = match get("WEBHOOK_RETRY_JITTER") {
-            None => 0.2,
-            Some(text) => text.parse::<f64>().map_err(|_| {
-                invalid("WEBHOOK_RETRY_JITTER", format!("{text:?} is not a number"))
-            })?,
-        };
-        let schedule =
-            get("WEBHOOK_RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
-        let timeout = duration("WEBHOOK_TIMEOUT", "15s")?;
+        let jitter = env.parse("WEBHOOK_RETRY_JITTER", 0.2)?;
+        let schedule = env.text("WEBHOOK_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE);
+        let timeout = env.duration("WEBHOOK_TIMEOUT", Duration::from_secs(15))?;
         if timeout.is_zero() {
-            return Err(invalid("WEBHOOK_TIMEOUT", "must be more than zero".into()));
+            return Err(ConfigError::new(
+                "WEBHOOK_TIMEOUT",
+                "must be more than zero",
+            ));
         }
         Ok(Self {
-            nats_url: get("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
             signing_keys,
             secret_origin,
             timeout,
-            retry: RetrySchedule::parse(&schedule, jitter)?,
-            concurrency: count("WEBHOOK_CONCURRENCY", 64)?,
-            per_host_concurrency: count("WEBHOOK_PER_HOST_CONCURRENCY", 4)?,
-            allowed_cidrs: parse_cidrs(get("WEBHOOK_ALLOWED_CIDRS").as_deref().unwrap_or(""))?,
-            reply_grace: duration("REPLY_GRACE", "5s")?,
-            drain_timeout: duration("NOTIFIER_DRAIN_TIMEOUT", "10s")?,
-            health_addr: {
-                let text =
-                    get("NOTIFIER_HEALTH_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
-                text.parse().map_err(|_| {
-                    invalid("NOTIFIER_HEALTH_ADDR", format!("{text:?} is not host:port"))
-                })?
-            },
-            notifier_id: get("NOTIFIER_ID").unwrap_or_else(default_notifier_id),
+            retry: RetrySchedule::parse(&schedule, jitter).map_err(schedule_error)?,
+            concurrency: count(env, "WEBHOOK_CONCURRENCY", 64)?,
+            per_host_concurrency: count(env, "WEBHOOK_PER_HOST_CONCURRENCY", 4)?,
+            allowed_cidrs: env.list("WEBHOOK_ALLOWED_CIDRS")?,
+            reply_grace: env.duration("REPLY_GRACE", Duration::from_secs(5))?,
+            drain_timeout: env.duration("NOTIFIER_DRAIN_TIMEOUT", Duration::from_secs(10))?,
+            health_addr: env.parse(
+                "NOTIFIER_HEALTH_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9102)),
+            )?,
+            notifier_id: service_kit::env::replica_id(env, "NOTIFIER_ID", "notifier"),
         })
     }
 }
 
-fn invalid(var: &'static str, reason: String) -> ConfigError {
-    ConfigError::Invalid { var, reason }
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
+/// A count of at least one.
+fn count(env: &Env, var: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match env.parse(var, default)? {
+        0 => Err(ConfigError::new(var, "must be a positive whole number")),
+        n => Ok(n),
     }
 }
 
-fn parse_secrets(list: &str) -> Result<Vec<SigningKey>, ConfigError> {
-    list.split(',')
+/// The schedule's error, naming the variable at fault.
+fn schedule_error(e: ScheduleError) -> ConfigError {
+    match e {
+        ScheduleError::Jitter(_) => ConfigError::new("WEBHOOK_RETRY_JITTER", e),
+        ScheduleError::Empty | ScheduleError::Duration(_) => {
+            ConfigError::new("WEBHOOK_RETRY_SCHEDULE", e)
+        }
+    }
+}
+
+/// The keys of `WEBHOOK_SECRET` (comma-separated `whsec_…`): the one place
+/// the secret's text is read. Errors give the entry's position, never its text.
+fn parse_secrets(list: &SecretString) -> Result<Vec<SigningKey>, ConfigError> {
+    list.expose_secret()
+        .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .enumerate()
         .map(|(i, s)| {
-            SigningKey::parse(s).map_err(|source| ConfigError::Secret {
-                index: i + 1,
-                source,
-            })
+            SigningKey::parse(s)
+                .map_err(|e| ConfigError::new("WEBHOOK_SECRET", format!("entry {}: {e}", i + 1)))
         })
         .collect()
-}
-
-fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, ConfigError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<IpNet>()
-                .map_err(|e| invalid("WEBHOOK_ALLOWED_CIDRS", format!("{s:?}: {e}")))
-        })
-        .collect()
-}
-
-/// `hostname/pid`: unique per replica, readable in logs.
-fn default_notifier_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "notifier".to_owned());
-    format!("{host}/{}", std::process::id())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_vars(|k| map.get(k).cloned())
+        Config::from_env_with(&Env::from_map(vars.iter().copied()))
     }
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -251,7 +177,7 @@ mod tests {
         assert!(c.allowed_cidrs.is_empty());
         assert_eq!(c.reply_grace, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
-        assert!(c.notifier_id.contains('/'));
+        assert!(c.notifier_id.ends_with(&format!("/{}", std::process::id())));
     }
 
     #[test]
@@ -274,14 +200,16 @@ mod tests {
         assert_eq!(c.notifier_id, "n1");
         let printed = format!("{c:?}");
         assert!(!printed.contains("MfKQ9r8"), "{printed}");
+        assert!(printed.contains("signing_keys"), "{printed}");
     }
 
     #[test]
     fn a_required_secret_must_be_set() {
-        assert!(matches!(
-            config(&[("WEBHOOK_REQUIRE_SECRET", "true")]),
-            Err(ConfigError::SecretRequired)
-        ));
+        let err = config(&[("WEBHOOK_REQUIRE_SECRET", "true")]).expect_err("required");
+        assert_eq!(err.var(), "WEBHOOK_SECRET");
+        assert!(err.problem().contains("required"), "{err}");
+        let c = config(&[("WEBHOOK_REQUIRE_SECRET", " ")]).expect("blank is unset: false");
+        assert_eq!(c.secret_origin, SecretOrigin::Generated);
         assert!(
             config(&[
                 ("WEBHOOK_REQUIRE_SECRET", "true"),
@@ -301,10 +229,21 @@ mod tests {
             err(&[("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/33")]).starts_with("WEBHOOK_ALLOWED_CIDRS")
         );
         assert!(err(&[("WEBHOOK_RETRY_SCHEDULE", "0s,x")]).starts_with("WEBHOOK_RETRY_SCHEDULE"));
-        assert!(err(&[("WEBHOOK_RETRY_JITTER", "2")]).starts_with("WEBHOOK_RETRY_SCHEDULE"));
+        assert!(err(&[("WEBHOOK_RETRY_JITTER", "2")]).starts_with("WEBHOOK_RETRY_JITTER"));
+        assert!(err(&[("WEBHOOK_RETRY_JITTER", "x")]).starts_with("WEBHOOK_RETRY_JITTER"));
         assert!(err(&[("REPLY_GRACE", "-1s")]).starts_with("REPLY_GRACE"));
         let secret = err(&[("WEBHOOK_SECRET", "whsec_c2hvcnQ=")]);
-        assert!(secret.starts_with("WEBHOOK_SECRET entry 1"), "{secret}");
+        assert!(secret.starts_with("WEBHOOK_SECRET: entry 1"), "{secret}");
         assert!(!secret.contains("c2hvcnQ"), "{secret}");
+    }
+
+    #[test]
+    fn every_variable_is_documented_with_its_default() {
+        let env = Env::empty();
+        Config::from_env_with(&env).expect("defaults are valid");
+        let docs = include_str!("../../../docs/configuration.md");
+        if let Err(problems) = service_kit::env::docs::check(docs, "notifier", &env) {
+            panic!("docs/configuration.md is out of date:\n{problems}");
+        }
     }
 }

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use wire_contract::Topology;
 use wire_contract::headers::request_id_of;
 use wire_contract::names::{EVENTS_STREAM, NOTIFIER_CONSUMER};
+use wire_contract::pause::Backoff;
 
 /// How long the server waits for an ack before redelivering.
 pub const ACK_WAIT: Duration = Duration::from_secs(60);
@@ -58,7 +59,7 @@ pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
     let held = Arc::new(Semaphore::new(MAX_HELD));
     let hard_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let batch = shared.config.concurrency.clamp(1, 256);
 
     'reopen: while !shutdown.is_cancelled() {
@@ -76,7 +77,7 @@ pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
             Ok(messages) => messages,
             Err(err) => {
                 warn!(error = %err, "could not start pulling messages; retrying");
-                if !pause(&shutdown, &mut backoff).await {
+                if !backoff.pause(&shutdown).await {
                     break;
                 }
                 continue;
@@ -106,7 +107,7 @@ pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
             match item {
                 Some(Ok(message)) => {
                     errors = 0;
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     tasks.spawn(supervise(
                         Arc::clone(&shared),
                         message,
@@ -135,7 +136,7 @@ pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
             }
         }
         info!("recreating the consumer");
-        if !pause(&shutdown, &mut backoff).await {
+        if !backoff.pause(&shutdown).await {
             break;
         }
     }
@@ -227,13 +228,13 @@ async fn open_with_backoff(
     topology: &Topology,
     shutdown: &CancellationToken,
 ) -> Option<PullConsumer> {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         match open(topology).await {
             Ok(consumer) => return Some(consumer),
             Err(err) => warn!(error = %err, "could not open the notifier consumer; retrying"),
         }
-        if !pause(shutdown, &mut backoff).await {
+        if !backoff.pause(shutdown).await {
             return None;
         }
     }
@@ -251,16 +252,6 @@ async fn open(topology: &Topology) -> Result<PullConsumer, async_nats::Error> {
         }
     };
     Ok(stream.create_consumer(consumer_config()).await?)
-}
-
-/// Sleep for `backoff` (doubling it for next time); `false` if cancelled.
-async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
 }
 
 #[cfg(test)]

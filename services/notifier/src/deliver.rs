@@ -292,8 +292,8 @@ mod tests {
     async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
         // `send` skips the URL check on purpose here: the resolver must refuse
         // on its own, since it is what guards the address actually dialled.
-        let config = Config::from_vars(|k| (k == "WEBHOOK_TIMEOUT").then(|| "2s".to_owned()))
-            .expect("config");
+        let env = crate::config::Env::from_map([("WEBHOOK_TIMEOUT", "2s")]);
+        let config = Config::from_env_with(&env).expect("config");
         let sender = Sender::new(&config).expect("client");
         let url = Url::parse("http://localhost:9/hook").expect("url");
         let delivery = Delivery {

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use wire_contract::names::{
     DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, DEAD_LETTER_SUBJECTS, REDRIVE_SUBJECT,
 };
+use wire_contract::pause::Backoff;
 use wire_contract::records::DeliveryState;
 use wire_contract::{Topology, decode, encode};
 
@@ -151,7 +152,7 @@ pub struct RedriveError {
 /// resetting the record and publishing the event).
 pub async fn serve(topology: Topology, shutdown: CancellationToken) {
     let client = topology.js.client();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     while !shutdown.is_cancelled() {
         let subscribed = client
             .queue_subscribe(REDRIVE_SUBJECT, QUEUE_GROUP.to_owned())
@@ -160,7 +161,7 @@ pub async fn serve(topology: Topology, shutdown: CancellationToken) {
             Ok(requests) => requests,
             Err(err) => {
                 warn!(error = %err, "could not subscribe to redrive requests; retrying");
-                if !pause(&shutdown, &mut backoff).await {
+                if !backoff.pause(&shutdown).await {
                     break;
                 }
                 continue;
@@ -171,7 +172,7 @@ pub async fn serve(topology: Topology, shutdown: CancellationToken) {
             queue = QUEUE_GROUP,
             "answering redrive requests"
         );
-        backoff = BACKOFF_MIN;
+        backoff.reset();
         loop {
             let request = tokio::select! {
                 biased;
@@ -196,7 +197,7 @@ pub async fn serve(topology: Topology, shutdown: CancellationToken) {
                 warn!(error = %err, "could not reply to a redrive request");
             }
         }
-        if !pause(&shutdown, &mut backoff).await {
+        if !backoff.pause(&shutdown).await {
             break;
         }
     }
@@ -332,16 +333,6 @@ fn state_name(state: DeliveryState) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{state:?}"))
-}
-
-/// Sleep for `backoff` (doubling it for next time); `false` if cancelled.
-async fn pause(shutdown: &CancellationToken, backoff: &mut Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
 }
 
 #[cfg(test)]

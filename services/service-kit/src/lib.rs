@@ -1,6 +1,11 @@
 //! Edge plumbing shared by every binary (`main.rs` only): logging and
 //! shutdown signals. Libraries never call these; they take a
 //! `CancellationToken` and log through `tracing`.
+//!
+//! The one exception is [`env`]: every service's `Config` reads its
+//! environment variables through it.
+
+pub mod env;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -165,8 +170,11 @@ pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Largest request head (request line and headers) accepted.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest request head (request line and headers) the HTTP layer reads.
+/// Services refuse smaller limits themselves, with a body that says why
+/// (the api: 16 KiB of target, 64 KiB of headers, as problem+json); only a
+/// head over this is cut by the HTTP layer, with a bare `431`.
+pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 /// Serve `app` on `listener` until `shutdown`, then let requests in flight
 /// finish (for up to 10 s).

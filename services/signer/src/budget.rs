@@ -152,6 +152,37 @@ impl Budget {
         }
     }
 
+    /// When the slots taken at `now` free for a new call, soonest first (at
+    /// most `limit`): each call stops counting once a new call's span can
+    /// no longer share a window with it. For estimates, not for admission.
+    pub fn frees(&self, now: UnixMillis, calls: &[Call]) -> Vec<UnixMillis> {
+        let mut frees: Vec<UnixMillis> =
+            self.frees_each(now, calls).into_iter().flatten().collect();
+        frees.sort_unstable();
+        let limit = self.limit.max(1) as usize;
+        // With more recorded than the limit, a slot frees only when enough
+        // of them have left: the latest `limit` decide.
+        let excess = frees.len().saturating_sub(limit);
+        frees.drain(..excess);
+        frees
+    }
+
+    /// For each call, when it stops counting against a new call; `None`
+    /// when it already has.
+    pub fn frees_each(&self, now: UnixMillis, calls: &[Call]) -> Vec<Option<UnixMillis>> {
+        let m = self.margin.as_millis() as u64;
+        calls
+            .iter()
+            .map(|c| Some(UnixMillis(self.reach(c).1 + m)).filter(|t| *t > now))
+            .collect()
+    }
+
+    /// How often a slot can be reused by back-to-back calls that take no
+    /// time: one window plus the margin on both sides.
+    pub fn period(&self) -> Duration {
+        self.window + self.margin * 2
+    }
+
     /// Whether `call` can still matter to a call starting at `now` or later;
     /// the others may be dropped from the record.
     pub fn still_counts(&self, now: UnixMillis, call: &Call) -> bool {

@@ -1,16 +1,19 @@
 //! Signer configuration from environment variables, validated at start.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use secrecy::SecretString;
+use std::{net::SocketAddr, time::Duration};
 
-/// Everything the signer needs to run.
-#[derive(Clone)]
+pub use service_kit::env::{ConfigError, Env};
+
+/// Everything the signer needs to run. `Debug` shows no secret.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// NATS server URL(s), comma-separated.
     pub nats_url: String,
     /// Base URL of the upstream (the simulator by default).
     pub upstream_url: String,
     /// Value of the upstream's `Authorization` header. Never logged.
-    pub upstream_api_key: String,
+    pub upstream_api_key: SecretString,
     /// Upstream calls allowed per window, across all replicas.
     pub rate_limit: u32,
     /// The upstream's sliding window.
@@ -34,65 +37,45 @@ pub struct Config {
     pub signer_id: String,
 }
 
-/// A variable that is set but invalid.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    var: &'static str,
-    problem: String,
-}
-
 impl Config {
     /// Read from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that is malformed or out of range.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_env_with(&Env::from_process())
     }
 
-    /// Read from any lookup (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text =
-            |var: &'static str, default: &str| get(var).unwrap_or_else(|| default.to_owned());
-        let duration = |var: &'static str, default: &str| {
-            humantime::parse_duration(&text(var, default)).map_err(|e| ConfigError {
-                var,
-                problem: e.to_string(),
-            })
-        };
+    /// Read through `env` (tests pass [`Env::from_map`]).
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let config = Self {
-            nats_url: text("NATS_URL", "nats://127.0.0.1:4222"),
-            upstream_url: text("UPSTREAM_URL", "http://127.0.0.1:8081"),
-            upstream_api_key: text("UPSTREAM_API_KEY", "dev-key"),
-            rate_limit: text("UPSTREAM_RATE_LIMIT", "10")
-                .parse()
-                .map_err(|e| ConfigError {
-                    var: "UPSTREAM_RATE_LIMIT",
-                    problem: format!("{e}"),
-                })?,
-            rate_window: duration("UPSTREAM_RATE_WINDOW", "60s")?,
-            rate_margin: duration("UPSTREAM_RATE_MARGIN", "500ms")?,
-            upstream_timeout: duration("UPSTREAM_TIMEOUT", "10s")?,
-            retry_min_backoff: duration("RETRY_MIN_BACKOFF", "30s")?,
-            retry_settle: duration("RETRY_SETTLE", "300s")?,
-            auth_retry_interval: duration("AUTH_RETRY_INTERVAL", "60s")?,
-            health_addr: text("SIGNER_HEALTH_ADDR", "127.0.0.1:9101")
-                .parse()
-                .map_err(|e| ConfigError {
-                    var: "SIGNER_HEALTH_ADDR",
-                    problem: format!("{e}"),
-                })?,
-            signer_id: get("SIGNER_ID").unwrap_or_else(default_id),
+            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
+            upstream_url: env.text("UPSTREAM_URL", "http://127.0.0.1:8081"),
+            upstream_api_key: env.secret_or("UPSTREAM_API_KEY", "dev-key"),
+            rate_limit: env.parse("UPSTREAM_RATE_LIMIT", 10)?,
+            rate_window: env.duration("UPSTREAM_RATE_WINDOW", Duration::from_secs(60))?,
+            rate_margin: env.duration("UPSTREAM_RATE_MARGIN", Duration::from_millis(500))?,
+            upstream_timeout: env.duration("UPSTREAM_TIMEOUT", Duration::from_secs(10))?,
+            retry_min_backoff: env.duration("RETRY_MIN_BACKOFF", Duration::from_secs(30))?,
+            retry_settle: env.duration("RETRY_SETTLE", Duration::from_secs(300))?,
+            auth_retry_interval: env.duration("AUTH_RETRY_INTERVAL", Duration::from_secs(60))?,
+            health_addr: env.parse(
+                "SIGNER_HEALTH_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9101)),
+            )?,
+            signer_id: service_kit::env::replica_id(env, "SIGNER_ID", "signer"),
         };
         config.validate()?;
         Ok(config)
     }
 
+    /// Ranges the parsers cannot check. (`UPSTREAM_API_KEY` cannot be
+    /// empty: a blank value takes the default, like every variable.)
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |var, problem: &str| {
-            Err(ConfigError {
-                var,
-                problem: problem.to_owned(),
-            })
-        };
+        let bad = |var, problem| Err(ConfigError::new(var, problem));
         if self.rate_limit == 0 {
             return bad("UPSTREAM_RATE_LIMIT", "must be at least 1");
         }
@@ -106,48 +89,17 @@ impl Config {
         {
             return bad("UPSTREAM_URL", "must be an http(s) URL");
         }
-        if self.upstream_api_key.is_empty() {
-            return bad("UPSTREAM_API_KEY", "must not be empty");
-        }
         Ok(())
-    }
-}
-
-fn default_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "signer".to_owned());
-    format!("{host}-{}", std::process::id())
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("nats_url", &self.nats_url)
-            .field("upstream_url", &self.upstream_url)
-            .field("upstream_api_key", &"<redacted>")
-            .field("rate_limit", &self.rate_limit)
-            .field("rate_window", &self.rate_window)
-            .field("rate_margin", &self.rate_margin)
-            .field("upstream_timeout", &self.upstream_timeout)
-            .field("retry_min_backoff", &self.retry_min_backoff)
-            .field("retry_settle", &self.retry_settle)
-            .field("auth_retry_interval", &self.auth_retry_interval)
-            .field("health_addr", &self.health_addr)
-            .field("signer_id", &self.signer_id)
-            .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use secrecy::ExposeSecret;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_env_with(&Env::from_map(pairs.iter().copied()))
     }
 
     #[test]
@@ -164,6 +116,27 @@ mod tests {
         assert!(e.to_string().starts_with("UPSTREAM_RATE_WINDOW"));
         assert!(parse(&[("UPSTREAM_RATE_LIMIT", "0")]).is_err());
         let c = parse(&[("UPSTREAM_API_KEY", "s3cret")]).expect("valid");
-        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.upstream_api_key.expose_secret(), "s3cret");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("upstream_api_key"), "{printed}");
+    }
+
+    #[test]
+    fn the_replica_id_is_signer_id_else_hostname_and_pid() {
+        let c = parse(&[("SIGNER_ID", "s1"), ("HOSTNAME", "h")]).expect("valid");
+        assert_eq!(c.signer_id, "s1");
+        let c = parse(&[("HOSTNAME", "h")]).expect("valid");
+        assert_eq!(c.signer_id, format!("h/{}", std::process::id()));
+    }
+
+    #[test]
+    fn every_variable_is_documented_with_its_default() {
+        let env = Env::empty();
+        Config::from_env_with(&env).expect("defaults are valid");
+        let docs = include_str!("../../../docs/configuration.md");
+        if let Err(problems) = service_kit::env::docs::check(docs, "signer", &env) {
+            panic!("docs/configuration.md is out of date:\n{problems}");
+        }
     }
 }

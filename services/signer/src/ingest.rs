@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::messages::{JobEventV1, SignRequestV1};
+use wire_contract::pause::pause;
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
 use wire_contract::time::Clock;
 use wire_contract::{
@@ -45,10 +46,10 @@ pub async fn run(
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot consume sign requests; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.cancelled() => return,
+                if pause(&shutdown, Duration::from_secs(1)).await {
+                    continue;
                 }
+                return;
             }
         };
         loop {
@@ -68,9 +69,8 @@ pub async fn run(
                 None => break,
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.cancelled() => return,
+        if !pause(&shutdown, Duration::from_millis(500)).await {
+            return;
         }
     }
 }

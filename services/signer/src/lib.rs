@@ -7,9 +7,11 @@
 //!   [`budget`] rule), calls the [`upstream`] and records the outcome.
 //! - [`complete`] stores results and tells every waiting job.
 
+pub mod answers;
 pub mod budget;
 pub mod complete;
 pub mod config;
+pub mod estimate;
 pub mod health;
 pub mod ingest;
 pub mod scheduler;
@@ -22,6 +24,7 @@ pub mod worker;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wire_contract::Topology;
+use wire_contract::pause::pause;
 use wire_contract::time::{Clock, SystemClock};
 
 pub use config::Config;
@@ -47,7 +50,7 @@ pub async fn run(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let upstream = upstream::Upstream::new(
         &config.upstream_url,
-        &config.upstream_api_key,
+        secrecy::ExposeSecret::expose_secret(&config.upstream_api_key),
         config.upstream_timeout,
     )?;
     let budget = shared_budget::SharedBudget::new(
@@ -63,9 +66,8 @@ pub async fn run(
     // with an empty budget; a lost one is rebuilt from what survives.
     while let Err(e) = budget.ensure(clock.as_ref()).await {
         tracing::warn!(error = %e, "cannot read the upstream budget yet; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            _ = shutdown.cancelled() => return Ok(()),
+        if !pause(&shutdown, std::time::Duration::from_millis(500)).await {
+            return Ok(());
         }
     }
     let view = Arc::new(work_view::WorkView::default());
@@ -73,7 +75,7 @@ pub async fn run(
     let worker = Arc::new(worker::Worker::new(
         topo.clone(),
         upstream,
-        budget,
+        budget.clone(),
         scheduler::RetryPolicy {
             min_backoff: config.retry_min_backoff,
             settle: config.retry_settle,
@@ -96,6 +98,15 @@ pub async fn run(
         let (view, store, shutdown) = (Arc::clone(&view), topo.limiter.clone(), shutdown.clone());
         tokio::spawn(async move { wake_on_budget_change(&view, store, shutdown).await })
     };
+    let answers = tokio::spawn(
+        Arc::new(answers::Answers {
+            topo: topo.clone(),
+            view: Arc::clone(&view),
+            budget: budget.clone(),
+            clock: Arc::clone(&clock),
+        })
+        .serve(shutdown.clone()),
+    );
     let ingest = tokio::spawn(ingest::run(
         topo.clone(),
         Arc::clone(&view),
@@ -112,6 +123,7 @@ pub async fn run(
     let _ = ingest.await;
     let _ = follow.await;
     let _ = budget_watch.await;
+    let _ = answers.await;
     if let Ok(result) = health_task.await {
         result?;
     }
@@ -137,9 +149,8 @@ async fn wake_on_budget_change(
             },
             Err(e) => tracing::debug!(error = %e, "budget watch failed; retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            _ = shutdown.cancelled() => return,
+        if !pause(&shutdown, std::time::Duration::from_millis(500)).await {
+            return;
         }
     }
 }

@@ -200,14 +200,29 @@ mod tests {
         );
     }
 
+    fn retried(key: &'static str, attempts: u32, first: u64, last: u64) -> Candidate<&'static str> {
+        Candidate {
+            first_attempt: Some(t(first)),
+            ..failed(key, attempts, last)
+        }
+    }
+
     #[test]
-    fn retries_go_least_recently_tried_first_and_respect_backoff() {
-        let c = [failed("a", 3, 40), failed("b", 1, 20), failed("c", 1, 45)];
+    fn retries_go_oldest_first_failure_first_and_respect_backoff() {
+        // a failed first at 10 s but was tried again at 40 s; b failed once,
+        // at 20 s. Both are due at 75 s. "Least recently tried" would pick b;
+        // the rule is the oldest first failure (the likeliest recovered): a.
+        let c = [retried("a", 3, 10, 40), retried("b", 1, 20, 20)];
+        assert_eq!(
+            next(t(75), &c, Admission::Now, &POLICY, None),
+            Next::Call("a")
+        );
+        // At 60 s only b is due (20 + 30 s; a is due at 40 + 30 = 70 s).
         assert_eq!(
             next(t(60), &c, Admission::Now, &POLICY, None),
             Next::Call("b")
         );
-        // At 55 s only b (20+30) is due; at 49 s nothing: idle until b is due.
+        // At 49 s nothing is due: idle until b is, at 50 s.
         assert_eq!(
             next(t(49), &c, Admission::Now, &POLICY, None),
             Next::Idle { until: Some(t(50)) }

@@ -18,8 +18,8 @@ use async_nats::jetstream::kv;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use wire_contract::records::LimiterState;
+use wire_contract::store::server_time;
 use wire_contract::time::Clock;
-use wire_contract::topology::server_time;
 use wire_contract::{
     Change, RecordError, Topology, UnixMillis, Updated, Versioned, load, names, save,
     update_versioned, with_patience,
@@ -136,25 +136,29 @@ impl SharedBudget {
     async fn recover(&self, revision: u64, clock: &dyn Clock) -> Result<(), RecordError> {
         let evidence = self.evidence().await?;
         let stand_ins = self.budget.stand_ins_after_loss(evidence);
-        if evidence == LossEvidence::Fresh {
-            tracing::info!("upstream limiter state created: nothing was ever claimed");
-        } else {
-            tracing::warn!(
-                ?evidence,
-                assumed_calls = stand_ins.len(),
-                now = ?self.server_now(clock),
-                "UPSTREAM LIMITER STATE MISSING: rebuilt from what survives; calls may wait up to one window"
-            );
-            metrics::counter!("limiter_state_rebuilt_total").increment(1);
-        }
+        let assumed_calls = stand_ins.len();
         let state = LimiterState {
             slots: stand_ins,
             ..LimiterState::default()
         };
         match save(&self.store, names::LIMITER_KEY, &state, revision).await {
-            Ok(_) | Err(RecordError::Conflict) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            // Another replica (or task) rebuilt it first: theirs stands.
+            Err(RecordError::Conflict) => return Ok(()),
+            Err(e) => return Err(e),
         }
+        if evidence == LossEvidence::Fresh {
+            tracing::info!("upstream limiter state created: nothing was ever claimed");
+        } else {
+            tracing::warn!(
+                ?evidence,
+                assumed_calls,
+                now = ?self.server_now(clock),
+                "UPSTREAM LIMITER STATE MISSING: rebuilt from what survives; calls may wait up to one window"
+            );
+            metrics::counter!("limiter_state_rebuilt_total").increment(1);
+        }
+        Ok(())
     }
 
     async fn evidence(&self) -> Result<LossEvidence, RecordError> {
@@ -182,6 +186,19 @@ impl SharedBudget {
                 ),
             },
         )
+    }
+
+    /// The calls that count and the server time they are judged at, for
+    /// estimates and the status page.
+    pub async fn snapshot(
+        &self,
+        clock: &dyn Clock,
+    ) -> Result<(UnixMillis, Vec<Call>), RecordError> {
+        let read = self.read(clock).await?;
+        Ok((
+            self.server_now(clock).max(read.written),
+            self.calls(&read.state),
+        ))
     }
 
     /// Whether a call could start now, and how many slots are taken, without

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire_contract::messages::Outcome;
+use wire_contract::pause::pause;
 use wire_contract::records::{CallNote, RecentCalls, ResultRecord, WorkItem};
 use wire_contract::time::Clock;
 use wire_contract::{
@@ -122,7 +123,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the budget");
-                    self.pause(&shutdown, Duration::from_millis(500)).await;
+                    pause(&shutdown, Duration::from_millis(500)).await;
                     continue;
                 }
             };
@@ -136,7 +137,7 @@ impl Worker {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(message_key = %key, error = %e, "claim failed");
-                        self.pause(&shutdown, Duration::from_millis(200)).await;
+                        pause(&shutdown, Duration::from_millis(200)).await;
                     }
                 },
                 Next::Idle { until } => {
@@ -155,13 +156,6 @@ impl Worker {
         // rather than leave the message leased until the lease runs out.
         let drain = async { while calls.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(self.lease_span(), drain).await;
-    }
-
-    async fn pause(&self, shutdown: &CancellationToken, d: Duration) {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = shutdown.cancelled() => {}
-        }
     }
 
     /// Lease `key` for one call and take a budget slot for it. `None` when
@@ -341,9 +335,8 @@ impl Worker {
     async fn keep_lease(self: Arc<Self>, key: MessageKey, stop: CancellationToken) {
         let every = self.lease_span() / 3;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.cancelled() => return,
+            if !pause(&stop, every).await {
+                return;
             }
             let until = self.clock.now().plus(self.lease_span());
             let renewed = update(

@@ -5,59 +5,45 @@
 //! variable instead of surfacing as odd behaviour during a test. The API key is
 //! wrapped so that it never reaches a log line.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use secrecy::{ExposeSecret, SecretString};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-/// Errors from reading the configuration; each names the offending variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The variable is set but its text does not parse.
-    #[error("{var}: cannot parse {value:?}: {reason}")]
-    Parse {
-        /// Name of the environment variable.
-        var: &'static str,
-        /// The text it held.
-        value: String,
-        /// What the parser said.
-        reason: String,
-    },
-    /// The variable parses but its value is out of range.
-    #[error("{var}: {reason}")]
-    Invalid {
-        /// Name of the environment variable.
-        var: &'static str,
-        /// Why the value is refused.
-        reason: String,
-    },
-}
+pub use service_kit::env::{ConfigError, Env};
+
+/// `SIM_API_KEY` when unset: the development key.
+const DEV_KEY: &str = "dev-key";
 
 /// The key clients must send verbatim in the `Authorization` header.
 ///
-/// Its `Debug` output is `<redacted>` so the config can be logged whole.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+/// A [`SecretString`] inside, so its `Debug` is redacted and the config can
+/// be logged whole; its text is read only by [`ApiKey::matches`].
+#[derive(Debug, Clone)]
+pub struct ApiKey(SecretString);
 
 impl ApiKey {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
+        Self(SecretString::from(key.into()))
     }
 
     /// Whether `candidate` (the raw `Authorization` header) is this key.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        self.0.as_bytes() == candidate
+        self.0.expose_secret().as_bytes() == candidate
     }
 
-    /// The key itself, for building requests in tests and tools.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// Whether the key is empty (refused by [`Config::validate`]).
+    pub fn is_empty(&self) -> bool {
+        self.matches(b"")
     }
 }
 
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        other.matches(self.0.expose_secret().as_bytes())
     }
 }
+
+impl Eq for ApiKey {}
 
 /// Where the RSA signing key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +139,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            api_key: ApiKey::new("dev-key"),
+            api_key: ApiKey::new(DEV_KEY),
             key: KeySource::Generate { bits: 2048 },
             seed: None,
             failure: FailureSettings {
@@ -188,19 +174,18 @@ impl Config {
     /// A [`ConfigError`] naming the first variable that does not parse or is
     /// out of range.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_env_with(&Env::from_process())
     }
 
-    /// Reads the configuration through `lookup` (variable name → value), so
-    /// tests need not touch the process environment. Unset and blank
+    /// Reads the configuration through `env` (tests pass [`Env::from_map`]),
+    /// so tests need not touch the process environment. Unset and blank
     /// variables take their defaults.
     ///
     /// # Errors
     /// As [`Config::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
+    pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let key = match env.get("SIM_RSA_KEY_FILE") {
+        let key = match env.optional("SIM_RSA_KEY_FILE") {
             Some(path) => KeySource::File(PathBuf::from(path)),
             None => KeySource::Generate {
                 bits: env.parse("SIM_KEY_BITS", 2048)?,
@@ -208,7 +193,7 @@ impl Config {
         };
         let config = Self {
             addr: env.parse("SIM_ADDR", d.addr)?,
-            api_key: env.get("SIM_API_KEY").map_or(d.api_key, ApiKey::new),
+            api_key: ApiKey(env.secret_or("SIM_API_KEY", DEV_KEY)),
             key,
             seed: env.parse_opt("SIM_SEED")?,
             failure: FailureSettings {
@@ -242,15 +227,10 @@ impl Config {
     /// Checks ranges and relations between values.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the variable at fault.
+    /// [`ConfigError`] naming the variable at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |var, reason: &str| {
-            Err(ConfigError::Invalid {
-                var,
-                reason: reason.to_owned(),
-            })
-        };
-        if self.api_key.expose().is_empty() {
+        let invalid = |var, reason| Err(ConfigError::new(var, reason));
+        if self.api_key.is_empty() {
             return invalid("SIM_API_KEY", "must not be empty");
         }
         if let KeySource::Generate { bits } = self.key
@@ -292,74 +272,12 @@ impl Config {
     }
 }
 
-/// Typed access to the variables behind a lookup function.
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    /// The trimmed value, `None` when unset or blank.
-    fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse_opt<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
-    where
-        T: std::str::FromStr,
-        T::Err: fmt::Display,
-    {
-        self.get(var)
-            .map(|value| {
-                value.parse().map_err(|e: T::Err| ConfigError::Parse {
-                    var,
-                    reason: e.to_string(),
-                    value,
-                })
-            })
-            .transpose()
-    }
-
-    fn parse<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr,
-        T::Err: fmt::Display,
-    {
-        Ok(self.parse_opt(var)?.unwrap_or(default))
-    }
-
-    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        Ok(self
-            .parse_opt::<humantime::Duration>(var)?
-            .map_or(default, Into::into))
-    }
-
-    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(value) => match value.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::Parse {
-                    var,
-                    value,
-                    reason: "expected true or false".to_owned(),
-                }),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_env_with(&Env::from_map(vars.iter().copied()))
     }
 
     #[test]
@@ -417,7 +335,19 @@ mod tests {
     fn the_key_never_prints() {
         let config = from(&[("SIM_API_KEY", "hunter2")]).expect("valid");
         let printed = format!("{config:?}");
-        assert!(!printed.contains("hunter2"));
-        assert!(printed.contains("<redacted>"));
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("api_key"), "{printed}");
+        assert!(config.api_key.matches(b"hunter2"));
+        assert_ne!(config.api_key, ApiKey::new("hunter3"));
+    }
+
+    #[test]
+    fn every_variable_is_documented_with_its_default() {
+        let env = Env::empty();
+        Config::from_env_with(&env).expect("defaults are valid");
+        let docs = include_str!("../../../docs/configuration.md");
+        if let Err(problems) = service_kit::env::docs::check(docs, "upstream-sim", &env) {
+            panic!("docs/configuration.md is out of date:\n{problems}");
+        }
     }
 }

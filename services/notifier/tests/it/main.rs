@@ -67,7 +67,7 @@ impl Harness {
         .into_iter()
         .chain(overrides.iter().map(|(k, v)| (*k, (*v).to_owned())))
         .collect();
-        let config = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
+        let config = Config::from_env_with(&notifier::config::Env::from_map(vars)).unwrap();
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(notifier::run(
             config.clone(),

@@ -29,14 +29,33 @@ async fn assert_mid_burst(sys: &system::System, n: u64) {
     );
 }
 
+/// Send `request` as raw bytes to the server at `base` and return what
+/// comes back (status line, headers and body), bounded in time.
+async fn raw_exchange(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("answered within 10 s")
+}
+
 fn messages(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-message-{i}")).collect()
 }
 
 #[tokio::test]
 async fn a_fresh_message_on_a_healthy_upstream_is_answered_200_with_a_valid_signature() {
+    // The services get a server list whose first entry is dead.
     let sys = spawn_system(Options {
         first_try_success: 1.0,
+        nats_list: true,
         ..Options::default()
     })
     .await;
@@ -291,7 +310,68 @@ async fn bad_input_gets_problem_json_and_the_service_keeps_serving() {
                 .get(format!("{}/crypto/sign/jobs/..%2F..%2Fetc", sys.api_url)),
             404,
         ),
+        (
+            "job id that is not utf-8",
+            sys.http
+                .get(format!("{}/crypto/sign/jobs/%FF%FE", sys.api_url)),
+            400,
+        ),
+        (
+            "unknown path",
+            sys.http.get(format!("{}/no/such/thing", sys.api_url)),
+            404,
+        ),
+        ("method not allowed", sys.http.put(&url), 405),
+        (
+            "body over 64 KiB",
+            sys.http.post(&url).body("x".repeat(70 * 1024)),
+            413,
+        ),
+        (
+            "100 KiB header",
+            sys.http
+                .get(format!("{url}?message=m"))
+                .header("x-big", "b".repeat(100 * 1024)),
+            431,
+        ),
     ];
+    // Longer than an HTTP client library will send: written by hand. Past
+    // 64 KiB the HTTP layer (hyper) refuses the target itself: still a 414,
+    // but with no body (a known limit, in docs/api.md).
+    let head = raw_exchange(
+        &sys.api_url,
+        &format!(
+            "GET /crypto/sign?message={} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n",
+            "a".repeat(200_000)
+        ),
+    )
+    .await;
+    assert!(
+        head.starts_with("HTTP/1.1 414"),
+        "{}",
+        &head[..head.len().min(300)]
+    );
+    for length in [20_000, 60_000] {
+        let head = raw_exchange(
+            &sys.api_url,
+            &format!(
+                "GET /crypto/sign?message={} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n",
+                "a".repeat(length)
+            ),
+        )
+        .await;
+        assert!(
+            head.starts_with("HTTP/1.1 414"),
+            "{length}: {}",
+            &head[..head.len().min(300)]
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/problem+json"),
+            "{length}: {}",
+            &head[..head.len().min(600)]
+        );
+    }
     for (what, request, expected) in cases {
         let a = send(what, request).await;
         assert_eq!(a.status, expected, "{what}: {}", a.body);
@@ -375,8 +455,11 @@ async fn a_backlog_beyond_the_horizon_is_refused_honestly_while_known_signatures
         !refused.is_empty(),
         "150 new messages exceed a 20 s horizon at 10 calls per 3 s"
     );
+    // 20 s at 10 calls per 3.6 s (window plus the margin on both sides) is
+    // about 55 calls; at the 1.5 calls a new message is expected to need,
+    // some 37-40 messages. Timing decides the last few.
     assert!(
-        accepted.len() >= 40,
+        accepted.len() >= 35,
         "the service still takes what it can clear: {} accepted",
         accepted.len()
     );

@@ -35,6 +35,8 @@ pub struct Options {
     /// Put a [`LagProxy`] between the signers and the simulator: the share
     /// of request chunks held, and the longest hold.
     pub lag: Option<(f64, Duration)>,
+    /// Give the services `NATS_URL` as a list whose first server is dead.
+    pub nats_list: bool,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             upstream_key: "test-key",
             sim_env: Vec::new(),
             lag: None,
+            nats_list: false,
         }
     }
 }
@@ -113,6 +116,11 @@ pub async fn spawn_system(opts: Options) -> System {
     wait_for_port(nats_port, "nats-server").await;
     let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let window = format!("{}ms", opts.window.as_millis());
+    let services_nats_url = if opts.nats_list {
+        format!("nats://127.0.0.1:{},{nats_url}", free_port())
+    } else {
+        nats_url.clone()
+    };
     let sim = Proc::start(
         "upstream-sim",
         bin("upstream-sim"),
@@ -149,7 +157,7 @@ pub async fn spawn_system(opts: Options) -> System {
     );
     let common = |extra: &[(&str, String)]| {
         let mut e = env(&[
-            ("NATS_URL", nats_url.clone()),
+            ("NATS_URL", services_nats_url.clone()),
             ("UPSTREAM_RATE_LIMIT", opts.limit.to_string()),
             ("UPSTREAM_RATE_WINDOW", window.clone()),
             ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".into()),

@@ -1,0 +1,95 @@
+//! Connecting a service to NATS and to its streams and buckets, waiting for
+//! the broker so services can start in any order.
+
+use crate::topology::{Topology, TopologyError};
+use async_nats::jetstream;
+use std::time::Duration;
+
+/// Why a service could not get to its streams and buckets.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The NATS connection failed.
+    #[error("connecting to NATS: {0}")]
+    Connect(#[source] async_nats::ConnectError),
+    /// `NATS_URL` names no server, or a server that is not a NATS URL.
+    #[error("NATS server URL {url:?} is invalid: {problem}")]
+    Url {
+        /// The offending entry.
+        url: String,
+        /// Why.
+        problem: String,
+    },
+    /// The topology could not be ensured in time.
+    #[error(transparent)]
+    Topology(TopologyError),
+}
+
+/// The servers of a comma-separated `NATS_URL`
+/// (`nats://a:4222,nats://b:4222`): the client connects to any of them and
+/// reconnects to the others (and to those the cluster gossips) if one goes.
+pub fn servers(nats_url: &str) -> Result<Vec<async_nats::ServerAddr>, ConnectError> {
+    let servers = nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>()
+                .map_err(|e| ConnectError::Url {
+                    url: s.to_owned(),
+                    problem: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(ConnectError::Url {
+            url: nats_url.to_owned(),
+            problem: "no server".to_owned(),
+        });
+    }
+    Ok(servers)
+}
+
+/// Connect to NATS (waiting for it if it is not up yet) and ensure the
+/// topology, retrying for up to `patience` so services can start in any
+/// order (compose starts them together).
+pub async fn connect(
+    nats_url: &str,
+    client_name: &str,
+    patience: Duration,
+) -> Result<Topology, ConnectError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .retry_on_initial_connect()
+        .connect(servers(nats_url)?)
+        .await
+        .map_err(ConnectError::Connect)?;
+    let js = jetstream::new(client);
+    let started = std::time::Instant::now();
+    loop {
+        match Topology::ensure(js.clone()).await {
+            Ok(t) => return Ok(t),
+            Err(e) if started.elapsed() < patience => {
+                tracing::warn!(error = %e, "JetStream not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(ConnectError::Topology(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_list_is_split_and_each_entry_checked() {
+        let list =
+            servers("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://n3:4224").expect("valid");
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[1].port(), 4223);
+        assert_eq!(servers("nats://127.0.0.1:4222").expect("one").len(), 1);
+        assert!(matches!(servers(" , "), Err(ConnectError::Url { .. })));
+        let bad = servers("nats://127.0.0.1:4222,nats://h:notaport").expect_err("bad port");
+        assert!(bad.to_string().contains("h:notaport"), "{bad}");
+    }
+}

@@ -1,0 +1,372 @@
+//! The signer answers questions about its own records, so that no other
+//! service reads them: what a caller of a message can expect (the api's
+//! `202` estimates and its backlog refusals, a pending job's attempts) and
+//! the signer's part of the status page. Request/reply in a queue group:
+//! any one replica answers, each from its own view of the work bucket and
+//! the shared budget.
+
+use crate::budget::Call;
+use crate::estimate::{self, Pending};
+use crate::shared_budget::SharedBudget;
+use crate::work_view::WorkView;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wire_contract::pause::pause;
+use wire_contract::records::{RecentCalls, WorkItem};
+use wire_contract::signer_answers::{
+    BacklogAnswerV1, BacklogQuestionV1, BudgetV1, CallV1, MAX_RECENT_KEYS, PendingSampleV1,
+    PendingV1, QueuedV1, SignerStatusV1, SlotV1,
+};
+use wire_contract::time::Clock;
+use wire_contract::{Topology, UnixMillis, decode, encode, load, names};
+
+/// What answering needs.
+pub struct Answers {
+    /// Streams and buckets.
+    pub topo: Topology,
+    /// Pending messages.
+    pub view: Arc<WorkView>,
+    /// The shared budget.
+    pub budget: SharedBudget,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Rows of pending work and calls shown on the status page.
+const SAMPLE: usize = 20;
+
+impl Answers {
+    /// Answer until `shutdown`, resubscribing if the subscription ends.
+    pub async fn serve(self: Arc<Self>, shutdown: CancellationToken) {
+        let client = self.topo.js.client();
+        while !shutdown.is_cancelled() {
+            let subs = futures::future::try_join(
+                client.queue_subscribe(names::BACKLOG_SUBJECT, names::SIGNER_ANSWERS_GROUP.into()),
+                client.queue_subscribe(names::STATUS_SUBJECT, names::SIGNER_ANSWERS_GROUP.into()),
+            )
+            .await;
+            let (backlog, status) = match subs {
+                Ok(subs) => subs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to questions; retrying");
+                    if pause(&shutdown, Duration::from_secs(1)).await {
+                        continue;
+                    }
+                    return;
+                }
+            };
+            let mut questions = futures::stream::select(backlog, status);
+            loop {
+                let question = tokio::select! {
+                    q = questions.next() => q,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some(question) = question else { break };
+                let Some(reply) = question.reply.clone() else {
+                    continue;
+                };
+                let me = Arc::clone(&self);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let answer = if question.subject.as_str() == names::BACKLOG_SUBJECT {
+                        match decode::<BacklogQuestionV1>("backlog question", &question.payload) {
+                            Ok(q) => me.backlog(&q).await.map(|a| encode(&a)),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "undecodable backlog question");
+                                return;
+                            }
+                        }
+                    } else {
+                        me.status().await.map(|a| encode(&a))
+                    };
+                    match answer {
+                        Ok(bytes) => {
+                            let _ = client.publish(reply, bytes).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cannot answer a question now"),
+                    }
+                });
+            }
+        }
+    }
+
+    async fn backlog(
+        &self,
+        q: &BacklogQuestionV1,
+    ) -> Result<BacklogAnswerV1, wire_contract::RecordError> {
+        let (now, calls) = self.budget.snapshot(self.clock.as_ref()).await?;
+        let local_now = self.clock.now();
+        let items = self.view.items();
+        Ok(answer_backlog(
+            &self.budget.budget(),
+            now,
+            local_now,
+            &calls,
+            &items,
+            q,
+        ))
+    }
+
+    async fn status(&self) -> Result<SignerStatusV1, wire_contract::RecordError> {
+        let (now, calls) = self.budget.snapshot(self.clock.as_ref()).await?;
+        let recent =
+            load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY)
+                .await?
+                .value
+                .unwrap_or_default();
+        let local_now = self.clock.now();
+        let items = self.view.items();
+        Ok(status_of(
+            &self.budget.budget(),
+            now,
+            local_now,
+            &calls,
+            &items,
+            &recent,
+        ))
+    }
+}
+
+/// The answer to `q`, from the pending work and the calls that count.
+/// `now` is server time (the budget's), `local_now` this replica's (the
+/// work items' stamps).
+pub fn answer_backlog(
+    budget: &crate::budget::Budget,
+    now: UnixMillis,
+    local_now: UnixMillis,
+    calls: &[Call],
+    items: &HashMap<String, WorkItem>,
+    q: &BacklogQuestionV1,
+) -> BacklogAnswerV1 {
+    let unseen = q
+        .recent_keys
+        .iter()
+        .take(MAX_RECENT_KEYS)
+        .filter(|k| k.as_str() != q.message_key && !items.contains_key(k.as_str()))
+        .count();
+    let untried = items.values().filter(|w| w.attempts == 0).count() + unseen;
+    let pending = Pending {
+        untried,
+        retrying: items.len() + unseen - untried,
+    };
+    let e = estimate::estimate(budget, now, calls, pending);
+    BacklogAnswerV1 {
+        queued: items.get(&q.message_key).map(|w| QueuedV1 {
+            attempts: w.attempts,
+            last_error: w.last_error.clone(),
+            in_flight: w.lease.as_ref().is_some_and(|l| l.until > local_now),
+        }),
+        untried: pending.untried,
+        retrying: pending.retrying,
+        first_call_in_ms: e.first_call_in.as_millis() as u64,
+        clear_in_ms: e.clear_in.as_millis() as u64,
+        slot_every_ms: (budget.period() / budget.limit.max(1)).as_millis() as u64,
+    }
+}
+
+/// The signer's part of the status page: counts and a few samples, never a
+/// list that grows with traffic.
+pub fn status_of(
+    budget: &crate::budget::Budget,
+    now: UnixMillis,
+    local_now: UnixMillis,
+    calls: &[Call],
+    items: &HashMap<String, WorkItem>,
+    recent: &RecentCalls,
+) -> SignerStatusV1 {
+    let untried = items.values().filter(|w| w.attempts == 0).count();
+    let oldest = items.values().map(|w| w.first_seen).min();
+    let mut sample: Vec<(&String, &WorkItem)> = items.iter().collect();
+    sample.sort_by_key(|(_, w)| w.first_seen);
+    let oldest_sample = sample
+        .into_iter()
+        .take(SAMPLE)
+        .map(|(k, w)| PendingSampleV1 {
+            message_key: k.clone(),
+            message: w.message.chars().take(60).collect(),
+            jobs: w.jobs.len(),
+            attempts: w.attempts,
+            waiting_s: local_now.since(w.first_seen).as_secs(),
+            in_flight: w.lease.as_ref().is_some_and(|l| l.until > local_now),
+            last_error: w.last_error.clone(),
+        })
+        .collect();
+    let mut slots: Vec<(UnixMillis, UnixMillis)> = calls
+        .iter()
+        .zip(budget.frees_each(now, calls))
+        .filter_map(|(c, frees)| frees.map(|f| (c.start, f)))
+        .collect();
+    slots.sort_by_key(|(_, f)| *f);
+    let slots: Vec<SlotV1> = slots
+        .into_iter()
+        .rev()
+        .take(budget.limit as usize)
+        .rev()
+        .map(|(start, frees)| SlotV1 {
+            used_at: start.to_rfc3339(),
+            frees_in_ms: frees.since(now).as_millis() as u64,
+        })
+        .collect();
+    SignerStatusV1 {
+        pending: PendingV1 {
+            messages: items.len(),
+            untried,
+            retrying: items.len() - untried,
+            oldest_age_s: oldest.map(|t| local_now.since(t).as_secs()),
+            oldest: oldest_sample,
+        },
+        budget: BudgetV1 {
+            limit: budget.limit,
+            window_s: budget.window.as_secs_f64(),
+            used: budget.occupied(now, calls),
+            slots,
+        },
+        upstream_calls: recent
+            .calls
+            .iter()
+            .rev()
+            .take(SAMPLE)
+            .map(|c| CallV1::of(c, local_now))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Budget;
+    use wire_contract::records::{CallNote, Lease, WaitingJob};
+
+    const BUDGET: Budget = Budget {
+        limit: 10,
+        window: Duration::from_secs(60),
+        margin: Duration::ZERO,
+        call_timeout: Duration::from_secs(10),
+    };
+
+    fn item(attempts: u32, first_seen: u64, leased_until: Option<u64>) -> WorkItem {
+        WorkItem {
+            message: "m".repeat(100),
+            jobs: vec![WaitingJob {
+                id: "j".into(),
+                request_id: "r".into(),
+            }],
+            first_seen: UnixMillis(first_seen),
+            attempts,
+            first_attempt: None,
+            last_attempt: None,
+            last_error: (attempts > 0).then(|| "502".to_owned()),
+            lease: leased_until.map(|u| Lease {
+                owner: "s".into(),
+                until: UnixMillis(u),
+            }),
+        }
+    }
+
+    fn items(n: usize) -> HashMap<String, WorkItem> {
+        (0..n)
+            .map(|i| (format!("k{i}"), item((i % 2) as u32, i as u64, None)))
+            .collect()
+    }
+
+    #[test]
+    fn a_queued_message_is_reported_with_its_attempts_and_unseen_keys_count_as_untried() {
+        let mut work = items(4);
+        work.insert("asked".into(), item(2, 0, Some(5_000)));
+        let q = BacklogQuestionV1 {
+            message_key: "asked".into(),
+            recent_keys: vec!["k0".into(), "new1".into(), "new2".into(), "asked".into()],
+        };
+        let a = answer_backlog(
+            &BUDGET,
+            UnixMillis(1_000),
+            UnixMillis(1_000),
+            &[],
+            &work,
+            &q,
+        );
+        let queued = a.queued.expect("queued");
+        assert_eq!(queued.attempts, 2);
+        assert!(queued.in_flight);
+        // k0, k2 never tried, plus two unseen keys.
+        assert_eq!(a.untried, 4);
+        assert_eq!(a.retrying, 3);
+        assert_eq!(a.first_call_in_ms, 0);
+        assert_eq!(a.slot_every_ms, 6_000);
+        let absent = BacklogQuestionV1 {
+            message_key: "nope".into(),
+            recent_keys: vec![],
+        };
+        assert_eq!(
+            answer_backlog(
+                &BUDGET,
+                UnixMillis(1_000),
+                UnixMillis(1_000),
+                &[],
+                &work,
+                &absent
+            )
+            .queued,
+            None
+        );
+    }
+
+    #[test]
+    fn a_full_budget_pushes_the_first_call_back() {
+        let calls: Vec<Call> = (0..10)
+            .map(|_| Call {
+                start: UnixMillis(0),
+                end: Some(UnixMillis(1_000)),
+            })
+            .collect();
+        let q = BacklogQuestionV1::default();
+        let a = answer_backlog(
+            &BUDGET,
+            UnixMillis(2_000),
+            UnixMillis(2_000),
+            &calls,
+            &items(0),
+            &q,
+        );
+        assert_eq!(a.first_call_in_ms, 59_000);
+    }
+
+    #[test]
+    fn the_status_stays_bounded_however_much_is_pending() {
+        let calls: Vec<Call> = (0..30)
+            .map(|i| Call {
+                start: UnixMillis(i * 100),
+                end: None,
+            })
+            .collect();
+        let note = CallNote {
+            at: UnixMillis(1),
+            message_key: "k".into(),
+            outcome: "signed".into(),
+            detail: None,
+            latency_ms: 3,
+        };
+        let recent = RecentCalls {
+            calls: vec![note; 50],
+        };
+        let s = status_of(
+            &BUDGET,
+            UnixMillis(5_000),
+            UnixMillis(5_000),
+            &calls,
+            &items(5_000),
+            &recent,
+        );
+        assert_eq!(s.pending.messages, 5_000);
+        assert_eq!(s.pending.untried, 2_500);
+        assert_eq!(s.pending.oldest.len(), 20);
+        assert_eq!(s.pending.oldest[0].message.chars().count(), 60);
+        assert_eq!(s.pending.oldest_age_s, Some(5));
+        assert_eq!(s.budget.slots.len(), 10);
+        assert_eq!(s.upstream_calls.len(), 20);
+        assert!(s.budget.used >= 10);
+    }
+}
