@@ -295,15 +295,6 @@ impl LimiterState {
         (self.slots.len() < before).then_some(self)
     }
 
-    /// Start times of every slot, oldest first (for estimates and the
-    /// status page), given when this state was stored.
-    pub fn starts(&self, written: UnixMillis) -> Vec<UnixMillis> {
-        let mut starts: Vec<UnixMillis> = self.calls.clone();
-        starts.extend(self.slots.iter().map(|s| s.start.at(written)));
-        starts.sort_unstable();
-        starts
-    }
-
     /// The server time slot `id` started, if it is here.
     pub fn start_of(&self, id: u64, written: UnixMillis) -> Option<UnixMillis> {
         self.slots

@@ -381,6 +381,53 @@ mod tests {
         assert!(span < Duration::from_secs(20 * 70), "{span:?}");
     }
 
+    fn instant(at: UnixMillis) -> Call {
+        Call {
+            start: at,
+            end: Some(at),
+        }
+    }
+
+    #[test]
+    fn calls_a_window_apart_never_share_one() {
+        // Four calls at 0, one at 59.999 s, five at 60 s, all instant. No
+        // window of 60 s holds the calls at 0 and those at 60 s together,
+        // so the worst window holds six, and a new call at 0 is allowed.
+        let b = budget();
+        let t0 = s(0.0);
+        let mut calls: Vec<Call> = (0..4).map(|_| instant(t0)).collect();
+        calls.push(instant(s(59.999)));
+        calls.extend((0..5).map(|_| instant(s(60.0))));
+        assert_eq!(b.occupied(t0, &calls), 6);
+        assert_eq!(b.admit(t0, &calls), Admission::Now);
+    }
+
+    #[test]
+    fn a_call_that_left_the_window_exactly_now_is_not_counted() {
+        // Five calls whose window closed exactly now, five a millisecond
+        // ago: only the latter can share a window with a call starting now.
+        let b = budget();
+        let now = s(100.0);
+        let mut calls: Vec<Call> = (0..5).map(|_| instant(s(40.0))).collect();
+        calls.extend((0..5).map(|_| instant(s(99.999))));
+        assert_eq!(b.occupied(now, &calls), 5);
+        assert_eq!(b.admit(now, &calls), Admission::Now);
+    }
+
+    #[test]
+    fn with_a_margin_a_slot_frees_a_window_and_both_margins_after_the_end() {
+        let b = Budget {
+            margin: Duration::from_millis(500),
+            ..budget()
+        };
+        let c = ended(0.0, 2.0);
+        // 2 s + 60 s + 0.5 s on each side.
+        assert_eq!(b.frees(s(10.0), &[c]), vec![s(63.0)]);
+        assert_eq!(b.frees(s(63.0), &[c]), vec![], "free at that instant");
+        assert!(b.still_counts(s(62.999), &c));
+        assert!(!b.still_counts(s(63.0), &c));
+    }
+
     #[test]
     fn still_counts_keeps_exactly_the_calls_that_can_matter() {
         let b = budget();

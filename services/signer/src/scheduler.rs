@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn without_speculation_only_settled_retries_are_made() {
+        let careful = RetryPolicy {
+            speculate: false,
+            ..POLICY
+        };
+        // First failed 400 s ago: settled (300 s), so it is retried.
+        let settled = [retried("old", 1, 0, 0)];
+        assert_eq!(
+            next(t(400), &settled, Admission::Now, &careful, None),
+            Next::Call("old")
+        );
+        // First failed 50 s ago: not before it has settled, at 650 s.
+        let young = [retried("young", 1, 350, 350)];
+        assert_eq!(
+            next(t(400), &young, Admission::Now, &careful, None),
+            Next::Idle {
+                until: Some(t(650))
+            }
+        );
+    }
+
+    #[test]
     fn a_degraded_message_does_not_block_others() {
         // "stuck" failed many times; "x" and "y" arrive later and are served.
         let c = [failed("stuck", 9, 100), fresh("x", 101), fresh("y", 102)];
