@@ -6,8 +6,7 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use wire_contract::names;
-use wire_contract::signer_answers::{BacklogAnswerV1, BacklogQuestionV1, MAX_RECENT_KEYS, ask};
+use wire_contract::signer_answers::{BacklogQuestionV1, MAX_RECENT_KEYS, ask_backlog};
 
 /// What a caller can expect, as the signer estimates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +49,7 @@ pub async fn expectations(
         recent_keys,
     };
     let client = state.topo.js.client();
-    let asked =
-        ask::<_, BacklogAnswerV1>(&client, names::BACKLOG_SUBJECT, "backlog answer", &question);
-    let answer = match timeout_at(by, asked).await {
+    let answer = match timeout_at(by, ask_backlog(&client, &question)).await {
         Ok(Ok(answer)) => answer,
         _ => return Ok(None),
     };

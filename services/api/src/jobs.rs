@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use wire_contract::messages::Outcome;
 use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply, ResultRecord};
-use wire_contract::signer_answers::{BacklogAnswerV1, BacklogQuestionV1, ask};
-use wire_contract::{MessageKey, load, names};
+use wire_contract::signer_answers::{BacklogQuestionV1, ask_backlog};
+use wire_contract::{MessageKey, load};
 
 /// How long a status request waits for the signer's word on attempts.
 const ASK_PATIENCE: Duration = Duration::from_millis(500);
@@ -61,12 +61,7 @@ pub async fn show(
                 recent_keys: Vec::new(),
             };
             let client = state.topo.js.client();
-            let asked = ask::<_, BacklogAnswerV1>(
-                &client,
-                names::BACKLOG_SUBJECT,
-                "backlog answer",
-                &question,
-            );
+            let asked = ask_backlog(&client, &question);
             tokio::time::timeout(ASK_PATIENCE, asked)
                 .await
                 .ok()

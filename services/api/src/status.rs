@@ -17,9 +17,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::mirror::follow_puts;
-use wire_contract::names;
 use wire_contract::records::{DeliveryRecord, DeliveryState};
-use wire_contract::signer_answers::{BudgetV1, PendingV1, SignerStatusV1, ask};
+use wire_contract::signer_answers::{SignerStatusV1, ask_status};
 use wire_contract::time::{Clock, SystemClock};
 
 const PAGE: &str = include_str!("status_page.html");
@@ -89,12 +88,15 @@ impl DeliveryFeed {
 pub async fn data(State(state): State<AppState>) -> Response {
     let now = SystemClock.now();
     let client = state.topo.js.client();
-    let asked = ask::<_, SignerStatusV1>(&client, names::STATUS_SUBJECT, "signer status", &());
-    let signer = match tokio::time::timeout(Duration::from_secs(1), asked).await {
-        Ok(Ok(status)) => json!(status),
-        Ok(Err(e)) => json!({"error": e.to_string()}),
-        Err(_) => json!({"error": "no signer answered within 1 s"}),
-    };
+    let (signer, signer_error) =
+        match tokio::time::timeout(Duration::from_secs(1), ask_status(&client)).await {
+            Ok(Ok(status)) => (status, None),
+            Ok(Err(e)) => (SignerStatusV1::default(), Some(e.to_string())),
+            Err(_) => (
+                SignerStatusV1::default(),
+                Some("no signer answered within 1 s".to_owned()),
+            ),
+        };
     let (deliveries, totals) = {
         let recent = state
             .deliveries
@@ -108,41 +110,11 @@ pub async fn data(State(state): State<AppState>) -> Response {
             .unwrap_or_else(|p| p.into_inner());
         (recent.iter().rev().cloned().collect::<Vec<_>>(), totals)
     };
-    let empty = SignerStatusV1 {
-        pending: PendingV1 {
-            messages: 0,
-            untried: 0,
-            retrying: 0,
-            oldest_age_s: None,
-            oldest: Vec::new(),
-        },
-        budget: BudgetV1 {
-            limit: 0,
-            window_s: 0.0,
-            used: 0,
-            slots: Vec::new(),
-        },
-        upstream_calls: Vec::new(),
-    };
-    let (pending, budget, upstream_calls, signer_error) = match signer.get("error") {
-        None => (
-            signer["pending"].clone(),
-            signer["budget"].clone(),
-            signer["upstream_calls"].clone(),
-            Value::Null,
-        ),
-        Some(e) => (
-            json!(empty.pending),
-            json!(empty.budget),
-            json!(empty.upstream_calls),
-            e.clone(),
-        ),
-    };
     axum::Json(json!({
         "now": now.to_rfc3339(),
-        "pending": pending,
-        "budget": budget,
-        "upstream_calls": upstream_calls,
+        "pending": signer.pending,
+        "budget": signer.budget,
+        "upstream_calls": signer.upstream_calls,
         "signer_error": signer_error,
         "webhooks": {"delivered_since_start": totals.0, "failed_since_start": totals.1, "recent": deliveries},
     }))

@@ -71,7 +71,7 @@ pub struct PendingSampleV1 {
 }
 
 /// Pending work, for the status page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingV1 {
     /// Pending messages.
     pub messages: usize,
@@ -95,7 +95,7 @@ pub struct SlotV1 {
 }
 
 /// The budget, for the status page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BudgetV1 {
     /// Calls per window.
     pub limit: u32,
@@ -139,7 +139,7 @@ impl CallV1 {
 }
 
 /// The signer's part of the status page (signer -> api, on request).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SignerStatusV1 {
     /// Pending work.
     pub pending: PendingV1,
@@ -160,11 +160,33 @@ pub enum AskError {
     Codec(#[from] crate::CodecError),
 }
 
-/// Ask the signer `question` on `subject` and decode its answer.
+/// Ask a signer what a caller of a message can expect.
 ///
 /// # Errors
 /// [`AskError`] when no signer answers or the answer does not decode.
-pub async fn ask<Q: Serialize, A: serde::de::DeserializeOwned>(
+pub async fn ask_backlog(
+    client: &async_nats::Client,
+    question: &BacklogQuestionV1,
+) -> Result<BacklogAnswerV1, AskError> {
+    ask(
+        client,
+        crate::names::BACKLOG_SUBJECT,
+        "backlog answer",
+        question,
+    )
+    .await
+}
+
+/// Ask a signer for its part of the status page.
+///
+/// # Errors
+/// [`AskError`] when no signer answers or the answer does not decode.
+pub async fn ask_status(client: &async_nats::Client) -> Result<SignerStatusV1, AskError> {
+    ask(client, crate::names::STATUS_SUBJECT, "signer status", &()).await
+}
+
+/// Ask the signer `question` on `subject` and decode its answer.
+async fn ask<Q: Serialize, A: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
     subject: &'static str,
     what: &'static str,

@@ -17,7 +17,7 @@ use crate::budget::{Admission, Budget, Call, LossEvidence};
 use async_nats::jetstream::kv;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use wire_contract::records::LimiterState;
+use wire_contract::records::{CallSlot, LimiterState};
 use wire_contract::store::server_time;
 use wire_contract::time::Clock;
 use wire_contract::{
@@ -87,16 +87,9 @@ impl SharedBudget {
         shift(server, -self.offset_ms.load(Ordering::Relaxed))
     }
 
+    /// The calls of a state whose stamps `materialized` made absolute.
     fn calls(&self, state: &LimiterState) -> Vec<Call> {
-        // `materialized` has made every stamp absolute.
-        state
-            .slots
-            .iter()
-            .map(|s| Call {
-                start: s.start.at(UnixMillis(0)),
-                end: s.end.map(|e| e.at(UnixMillis(0))),
-            })
-            .collect()
+        state.slots.iter().map(call_of).collect()
     }
 
     /// The state as stored, rebuilt first if it is missing.
@@ -205,9 +198,7 @@ impl SharedBudget {
     /// reserving anything (for the scheduler and metrics). Times are this
     /// replica's clock.
     pub async fn peek(&self, clock: &dyn Clock) -> Result<(Admission, usize), RecordError> {
-        let read = self.read(clock).await?;
-        let calls = self.calls(&read.state);
-        let now = self.server_now(clock).max(read.written);
+        let (now, calls) = self.snapshot(clock).await?;
         let admission = match self.budget.admit(now, &calls) {
             Admission::Now => Admission::Now,
             Admission::At(t) => Admission::At(self.to_local(t)),
@@ -283,18 +274,12 @@ impl SharedBudget {
     }
 
     /// Without the slots that can no longer matter, judged by the server's
-    /// own time of the state read, never by a replica's clock that may run
-    /// ahead.
+    /// own time of the (materialized) state read, never by a replica's
+    /// clock that may run ahead.
     fn pruned(&self, mut state: LimiterState, written: UnixMillis) -> LimiterState {
-        state.slots.retain(|s| {
-            self.budget.still_counts(
-                written,
-                &Call {
-                    start: s.start.at(written),
-                    end: s.end.map(|e| e.at(written)),
-                },
-            )
-        });
+        state
+            .slots
+            .retain(|s| self.budget.still_counts(written, &call_of(s)));
         state
     }
 
@@ -349,6 +334,16 @@ impl SharedBudget {
         if let Err(e) = written {
             tracing::warn!(slot = id, error = %e, "limiter {what} lost; the call's deadline bounds it");
         }
+    }
+}
+
+/// A slot of a materialized state as the rule sees it.
+fn call_of(slot: &CallSlot) -> Call {
+    // Every stamp is absolute here, so the base is never used.
+    let absolute = UnixMillis(0);
+    Call {
+        start: slot.start.at(absolute),
+        end: slot.end.map(|e| e.at(absolute)),
     }
 }
 
