@@ -4,11 +4,14 @@
 //! names of streams, subjects and KV buckets, the versioned message and record
 //! types, how a message becomes a KV key, how a record is read and written
 //! ([`store`], [`update`](mod@update)), and the code that connects and
-//! creates the JetStream topology ([`connect`](mod@connect), [`topology`]).
+//! creates the JetStream topology ([`connect`](mod@connect), [`topology`]),
+//! and the loops every service runs on NATS: taking messages
+//! ([`consume`](mod@consume)) and following a bucket ([`mirror`]).
 //! No service handles raw bytes: they use [`codec`].
 
 pub mod codec;
 pub mod connect;
+pub mod consume;
 pub mod headers;
 pub mod keys;
 pub mod messages;
@@ -32,5 +35,5 @@ pub use keys::MessageKey;
 pub use publish::{PublishError, publish_once};
 pub use time::UnixMillis;
 pub use update::{
-    Change, Transient, Updated, update, update_from, update_versioned, with_patience,
+    Change, Transient, Updated, update, update_async, update_from, update_versioned, with_patience,
 };

@@ -100,15 +100,44 @@ pub async fn update_versioned<T, C>(
     store: &kv::Store,
     what: &'static str,
     key: &str,
-    mut current: Versioned<T>,
+    current: Versioned<T>,
     mut change: impl FnMut(&Versioned<T>) -> C,
 ) -> Result<Updated<T>, RecordError>
 where
     T: Serialize + DeserializeOwned,
     C: Into<Change<T>>,
 {
+    update_async(store, what, key, current, |v| {
+        std::future::ready(Ok::<_, RecordError>(change(v)))
+    })
+    .await
+}
+
+/// As [`update_versioned`], for a change that must act on what it read
+/// before the write (tell the jobs a record holds, say, before deleting
+/// it): `change` returns a future that may fail, and runs again on the
+/// fresh read after every conflict, so what it does must be idempotent.
+///
+/// The future owns what it needs of the version (not an `async` closure
+/// borrowing it: rustc cannot yet prove such futures `Send` when spawned).
+///
+/// # Errors
+/// `change`'s own, or as [`update`].
+pub async fn update_async<T, C, E, F>(
+    store: &kv::Store,
+    what: &'static str,
+    key: &str,
+    mut current: Versioned<T>,
+    mut change: impl FnMut(&Versioned<T>) -> F,
+) -> Result<Updated<T>, E>
+where
+    T: Serialize + DeserializeOwned,
+    C: Into<Change<T>>,
+    E: From<RecordError>,
+    F: Future<Output = Result<C, E>>,
+{
     for _ in 0..MAX_ROUNDS {
-        let written = match change(&current).into() {
+        let written = match change(&current).await?.into() {
             Change::Keep => return Ok(Updated::Unchanged(current.value)),
             Change::Put(next) => save(store, key, &next, current.revision)
                 .await
@@ -123,10 +152,10 @@ where
                 metrics::counter!("kv_update_conflicts_total", "record" => what).increment(1);
                 current = load(store, what, key).await?;
             }
-            other => return other,
+            other => return Ok(other?),
         }
     }
-    Err(RecordError::Conflict)
+    Err(RecordError::Conflict.into())
 }
 
 /// Run `op` until it succeeds, an error is not transient, or `patience` has

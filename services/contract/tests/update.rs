@@ -1,28 +1,19 @@
 //! `update` against a real nats-server: conflicts are detected by type (for
 //! puts and deletes), retried with a fresh read, and a change function that
-//! keeps the record writes nothing.
+//! keeps the record writes nothing; an async change acts again on the
+//! fresh read after a conflict.
 
-use async_nats::jetstream::{self, kv};
-use wire_contract::{Change, RecordError, Updated, load, remove, save, update};
+use std::sync::Mutex;
+use wire_contract::{Change, RecordError, Updated, load, remove, save, update, update_async};
 
 mod common;
 
-use common::nats;
-
-async fn store(url: &str) -> kv::Store {
-    let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
-    js.create_key_value(kv::Config {
-        bucket: "t".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("bucket")
-}
+use common::{bucket, nats};
 
 #[tokio::test]
 async fn a_stale_write_or_delete_is_a_typed_conflict() {
     let n = nats().await;
-    let kv = store(&n.url).await;
+    let kv = bucket(&n.url).await;
     let first = save(&kv, "k", &1u32, 0).await.expect("create");
     save(&kv, "k", &2u32, first).await.expect("update");
     assert!(matches!(
@@ -42,7 +33,7 @@ async fn a_stale_write_or_delete_is_a_typed_conflict() {
 #[tokio::test]
 async fn concurrent_updates_all_land_by_rereading() {
     let n = nats().await;
-    let kv = store(&n.url).await;
+    let kv = bucket(&n.url).await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let kv = kv.clone();
@@ -63,7 +54,7 @@ async fn concurrent_updates_all_land_by_rereading() {
 #[tokio::test]
 async fn keep_writes_nothing_and_delete_removes() {
     let n = nats().await;
-    let kv = store(&n.url).await;
+    let kv = bucket(&n.url).await;
     let rev = save(&kv, "k", &7u32, 0).await.expect("create");
     let kept = update::<u32, Change<u32>>(&kv, "n", "k", |_| Change::Keep)
         .await
@@ -80,5 +71,35 @@ async fn keep_writes_nothing_and_delete_removes() {
     .await
     .expect("delete");
     assert_eq!(gone, Updated::Deleted);
+    assert_eq!(load::<u32>(&kv, "n", "k").await.expect("load").value, None);
+}
+
+#[tokio::test]
+async fn an_async_change_acts_again_on_the_record_that_beat_it() {
+    let n = nats().await;
+    let kv = bucket(&n.url).await;
+    save(&kv, "k", &1u32, 0).await.expect("create");
+    let current = load::<u32>(&kv, "n", "k").await.expect("load");
+    let acted_on = Mutex::new(Vec::new());
+    let gone = update_async(&kv, "n", "k", current, |v| {
+        let (kv, acted_on, value, revision) = (&kv, &acted_on, v.value, v.revision);
+        async move {
+            let first = acted_on.lock().expect("lock").is_empty();
+            acted_on.lock().expect("lock").push(value);
+            if first {
+                // Somebody writes while we act: our delete must not land.
+                save(kv, "k", &2u32, revision).await?;
+            }
+            Ok::<_, RecordError>(Change::<u32>::Delete)
+        }
+    })
+    .await
+    .expect("update");
+    assert_eq!(gone, Updated::Deleted);
+    assert_eq!(
+        *acted_on.lock().expect("lock"),
+        vec![Some(1), Some(2)],
+        "acted on what was read, then again on what beat it"
+    );
     assert_eq!(load::<u32>(&kv, "n", "k").await.expect("load").value, None);
 }

@@ -3,17 +3,16 @@
 //!
 //! Each message is handled in its own task so that a slow receiver never
 //! holds up the next message (bounds live in [`crate::limits`] and the
-//! global semaphore). The fetch loop survives server restarts and a deleted
-//! consumer: when the message stream errors repeatedly or ends, it recreates
-//! the consumer (and, if needed, the stream) with backoff. It never exits on
-//! a NATS error; only cancellation stops it.
+//! global semaphore). The fetch loop is [`wire_contract::consume::consume`]: it
+//! survives server restarts and a deleted consumer, recreating the consumer
+//! (and here, if needed, the stream) with backoff. It never exits on a NATS
+//! error; only cancellation stops it.
 
 use crate::handle::{Disposition, Shared, handle};
-use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -22,7 +21,6 @@ use tracing::{debug, info, warn};
 use wire_contract::Topology;
 use wire_contract::headers::request_id_of;
 use wire_contract::names::{EVENTS_STREAM, NOTIFIER_CONSUMER};
-use wire_contract::pause::Backoff;
 
 /// How long the server waits for an ack before redelivering.
 pub const ACK_WAIT: Duration = Duration::from_secs(60);
@@ -30,11 +28,6 @@ pub const ACK_WAIT: Duration = Duration::from_secs(60);
 pub const MAX_ACK_PENDING: i64 = 10_000;
 /// Most messages this replica holds at once (waiting, sending, recording).
 const MAX_HELD: usize = MAX_ACK_PENDING as usize;
-/// Errors in a row from the message stream before it is recreated.
-const MAX_STREAM_ERRORS: u32 = 3;
-/// Backoff between attempts to (re)open the consumer.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// After the drain timeout, how long handlers get to hand messages back.
 const HAND_BACK: Duration = Duration::from_secs(2);
 
@@ -58,93 +51,44 @@ pub fn consumer_config() -> pull::Config {
 pub async fn consume(shared: Arc<Shared>, shutdown: CancellationToken) {
     let held = Arc::new(Semaphore::new(MAX_HELD));
     let hard_stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let tasks = Mutex::new(JoinSet::new());
     let batch = shared.config.concurrency.clamp(1, 256);
-
-    'reopen: while !shutdown.is_cancelled() {
-        let Some(consumer) = open_with_backoff(&shared.topology, &shutdown).await else {
-            break;
-        };
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .expires(Duration::from_secs(30))
-            .heartbeat(Duration::from_secs(5))
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(messages) => messages,
-            Err(err) => {
-                warn!(error = %err, "could not start pulling messages; retrying");
-                if !backoff.pause(&shutdown).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        info!(
-            consumer = NOTIFIER_CONSUMER,
-            stream = EVENTS_STREAM,
-            "consuming job events"
-        );
-        let mut errors = 0;
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break 'reopen,
-                permit = Arc::clone(&held).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break 'reopen,
-                },
-            };
-            let item = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break 'reopen,
-                item = messages.next() => item,
-            };
-            match item {
-                Some(Ok(message)) => {
-                    errors = 0;
-                    backoff.reset();
-                    tasks.spawn(supervise(
-                        Arc::clone(&shared),
-                        message,
-                        permit,
-                        hard_stop.clone(),
-                    ));
-                }
-                Some(Err(err)) => {
-                    errors += 1;
-                    let fatal = matches!(
-                        err.kind(),
-                        MessagesErrorKind::ConsumerDeleted
-                            | MessagesErrorKind::NoResponders
-                            | MessagesErrorKind::PushBasedConsumer
-                            | MessagesErrorKind::RequestLimitExceeded
-                    );
-                    warn!(error = %err, kind = ?err.kind(), errors, "error from the message stream");
-                    if fatal || errors >= MAX_STREAM_ERRORS {
-                        break;
-                    }
-                }
-                None => {
-                    warn!("message stream ended");
-                    break;
-                }
-            }
-        }
-        info!("recreating the consumer");
-        if !backoff.pause(&shutdown).await {
-            break;
-        }
+    {
+        let (shared, held, hard_stop, tasks, stop) =
+            (&shared, &held, &hard_stop, &tasks, &shutdown);
+        wire_contract::consume::consume(
+            NOTIFIER_CONSUMER,
+            &shutdown,
+            move || open(&shared.topology, batch),
+            move |message| async move {
+                // At most MAX_HELD at once: wait for room before taking on
+                // another. Shutting down meanwhile, leave it unacked like
+                // the rest of the pulled batch (a NAK now would be
+                // redelivered into this very subscription).
+                let permit = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => None,
+                    permit = Arc::clone(held).acquire_owned() => permit.ok(),
+                };
+                let Some(permit) = permit else { return };
+                let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
+                while tasks.try_join_next().is_some() {}
+                tasks.spawn(supervise(
+                    Arc::clone(shared),
+                    message,
+                    permit,
+                    hard_stop.clone(),
+                ));
+            },
+        )
+        .await;
     }
 
     // The pull subscription is gone (dropped with the loop); make sure the
     // server knows before any NAK, or it would redeliver into it.
     flush(&shared).await;
     shared.hand_back.cancel();
+    let tasks = tasks.into_inner().unwrap_or_else(|p| p.into_inner());
     drain(&shared, tasks, hard_stop).await;
 }
 
@@ -223,26 +167,10 @@ async fn flush(shared: &Shared) {
     }
 }
 
-/// Open the durable consumer, retrying with backoff; `None` if cancelled.
-async fn open_with_backoff(
-    topology: &Topology,
-    shutdown: &CancellationToken,
-) -> Option<PullConsumer> {
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    loop {
-        match open(topology).await {
-            Ok(consumer) => return Some(consumer),
-            Err(err) => warn!(error = %err, "could not open the notifier consumer; retrying"),
-        }
-        if !backoff.pause(shutdown).await {
-            return None;
-        }
-    }
-}
-
-/// Get the events stream (recreating the topology if it is gone) and create
-/// or update the durable consumer on it.
-async fn open(topology: &Topology) -> Result<PullConsumer, async_nats::Error> {
+/// Get the events stream (recreating the topology if it is gone), create
+/// or update the durable consumer on it, and start pulling `batch` at a
+/// time.
+async fn open(topology: &Topology, batch: usize) -> Result<pull::Stream, async_nats::Error> {
     let stream = match topology.js.get_stream(EVENTS_STREAM).await {
         Ok(stream) => stream,
         Err(err) => {
@@ -251,23 +179,12 @@ async fn open(topology: &Topology) -> Result<PullConsumer, async_nats::Error> {
             topology.js.get_stream(EVENTS_STREAM).await?
         }
     };
-    Ok(stream.create_consumer(consumer_config()).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_consumer_is_durable_explicit_and_never_gives_up() {
-        let config = consumer_config();
-        assert_eq!(config.durable_name.as_deref(), Some(NOTIFIER_CONSUMER));
-        assert_eq!(config.ack_policy, AckPolicy::Explicit);
-        assert_eq!(config.ack_wait, Duration::from_secs(60));
-        assert_eq!(config.max_ack_pending, 10_000);
-        assert_eq!(
-            config.max_deliver, -1,
-            "retries are bounded by the schedule, not by JetStream"
-        );
-    }
+    let consumer: PullConsumer = stream.create_consumer(consumer_config()).await?;
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .expires(Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await?)
 }

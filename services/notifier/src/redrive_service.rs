@@ -17,13 +17,12 @@ use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use wire_contract::consume::consume;
 use wire_contract::names::{
     DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, DEAD_LETTER_SUBJECTS, REDRIVE_SUBJECT,
 };
-use wire_contract::pause::Backoff;
 use wire_contract::records::DeliveryState;
 use wire_contract::{Topology, decode, encode};
 
@@ -31,9 +30,6 @@ use wire_contract::{Topology, decode, encode};
 pub const QUEUE_GROUP: &str = "notifier";
 /// Redrives in flight at once while answering `all`.
 const PARALLEL: usize = 16;
-/// Backoff between attempts to (re)subscribe.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// What an operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,54 +148,32 @@ pub struct RedriveError {
 /// resetting the record and publishing the event).
 pub async fn serve(topology: Topology, shutdown: CancellationToken) {
     let client = topology.js.client();
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    while !shutdown.is_cancelled() {
-        let subscribed = client
-            .queue_subscribe(REDRIVE_SUBJECT, QUEUE_GROUP.to_owned())
-            .await;
-        let mut requests = match subscribed {
-            Ok(requests) => requests,
-            Err(err) => {
-                warn!(error = %err, "could not subscribe to redrive requests; retrying");
-                if !backoff.pause(&shutdown).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        info!(
-            subject = REDRIVE_SUBJECT,
-            queue = QUEUE_GROUP,
-            "answering redrive requests"
-        );
-        backoff.reset();
-        loop {
-            let request = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    let _ = requests.unsubscribe().await;
-                    return;
-                }
-                request = requests.next() => request,
-            };
-            let Some(request) = request else {
-                warn!("redrive subscription ended; subscribing again");
-                break;
-            };
-            let answer = match answer(&topology, &request.payload).await {
-                Ok(reply) => encode(&reply.fit(client.max_payload())),
-                Err(error) => encode(&error),
-            };
-            let Some(reply_to) = request.reply else {
-                continue;
-            };
-            if let Err(err) = client.publish(reply_to, answer).await {
-                warn!(error = %err, "could not reply to a redrive request");
-            }
-        }
-        if !backoff.pause(&shutdown).await {
-            break;
-        }
+    let (topology, client) = (&topology, &client);
+    consume(
+        REDRIVE_SUBJECT,
+        &shutdown,
+        move || async move {
+            let requests = client
+                .queue_subscribe(REDRIVE_SUBJECT, QUEUE_GROUP.to_owned())
+                .await?;
+            Ok(requests.map(Ok))
+        },
+        move |request| respond(topology, client, request),
+    )
+    .await;
+}
+
+/// Carry out one request and reply to it.
+async fn respond(topology: &Topology, client: &async_nats::Client, request: async_nats::Message) {
+    let answer = match answer(topology, &request.payload).await {
+        Ok(reply) => encode(&reply.fit(client.max_payload())),
+        Err(error) => encode(&error),
+    };
+    let Some(reply_to) = request.reply else {
+        return;
+    };
+    if let Err(err) = client.publish(reply_to, answer).await {
+        warn!(error = %err, "could not reply to a redrive request");
     }
 }
 

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 use wire_contract::messages::{JobEventV1, Outcome};
-use wire_contract::records::{ResultRecord, WorkItem};
+use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
 use wire_contract::{
-    MessageKey, RecordError, Topology, Transient, UnixMillis, encode, load, names, publish_once,
-    remove, with_patience,
+    Change, MessageKey, RecordError, Topology, Transient, UnixMillis, encode, load, names,
+    publish_once, update_async, with_patience,
 };
 
 /// A completion that could not be written.
@@ -47,33 +47,50 @@ pub async fn complete(
         .put(key.as_str(), encode(&result))
         .await
         .map_err(|e| CompleteError::Put(e.to_string()))?;
-    loop {
-        let v = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
-        let Some(item) = v.value else { return Ok(()) };
-        for job in &item.jobs {
-            let event = JobEventV1 {
-                job_id: job.id.clone(),
-                message: message.to_owned(),
-                outcome: outcome.clone(),
+    let current = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
+    // Tell the jobs of the item as read, then delete it at that revision;
+    // a job added meanwhile makes it a conflict, and the next round tells
+    // the newcomer too (publishing is deduplicated by job id).
+    update_async(&topo.work, "work item", key.as_str(), current, |v| {
+        let jobs = v.value.as_ref().map(|item| item.jobs.clone());
+        let outcome = &outcome;
+        async move {
+            let Some(jobs) = jobs else {
+                return Ok::<_, CompleteError>(Change::Keep);
             };
-            publish_once(
-                &topo.js,
-                names::EVENTS_SUBJECT,
-                &job.id,
-                &job.request_id,
-                &event,
-            )
-            .await?;
-            tracing::info!(job_id = %job.id, request_id = %job.request_id, kind = outcome.event_type(), "job completed");
-            metrics::counter!("sign_jobs_completed_total", "type" => outcome.event_type())
-                .increment(1);
+            for job in &jobs {
+                tell(topo, message, outcome, job).await?;
+            }
+            Ok(Change::Delete)
         }
-        match remove(&topo.work, key.as_str(), v.revision).await {
-            Ok(()) => return Ok(()),
-            Err(RecordError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Publish `job`'s event (once: deduplicated by its id).
+async fn tell(
+    topo: &Topology,
+    message: &str,
+    outcome: &Outcome,
+    job: &WaitingJob,
+) -> Result<(), CompleteError> {
+    let event = JobEventV1 {
+        job_id: job.id.clone(),
+        message: message.to_owned(),
+        outcome: outcome.clone(),
+    };
+    publish_once(
+        &topo.js,
+        names::EVENTS_SUBJECT,
+        &job.id,
+        &job.request_id,
+        &event,
+    )
+    .await?;
+    tracing::info!(job_id = %job.id, request_id = %job.request_id, kind = outcome.event_type(), "job completed");
+    metrics::counter!("sign_jobs_completed_total", "type" => outcome.event_type()).increment(1);
+    Ok(())
 }
 
 /// [`complete`], retried through NATS outages (a signature in hand must not

@@ -11,12 +11,11 @@ use async_nats::jetstream::{
     AckKind, Message,
     consumer::{AckPolicy, pull},
 };
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use wire_contract::consume::consume;
 use wire_contract::messages::{JobEventV1, SignRequestV1};
-use wire_contract::pause::pause;
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
 use wire_contract::time::Clock;
 use wire_contract::{
@@ -34,45 +33,21 @@ enum IngestError {
     Complete(#[from] CompleteError),
 }
 
-/// Consume sign requests until `shutdown`.
+/// Consume sign requests until `shutdown`, one at a time.
 pub async fn run(
     topo: Topology,
     view: Arc<WorkView>,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        let mut messages = match open(&topo).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot consume sign requests; retrying");
-                if pause(&shutdown, Duration::from_secs(1)).await {
-                    continue;
-                }
-                return;
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = shutdown.cancelled() => return,
-            };
-            match next {
-                Some(Ok(msg)) => handle(&topo, &view, clock.as_ref(), msg).await,
-                Some(Err(e)) if matches!(e.kind(), pull::MessagesErrorKind::MissingHeartbeat) => {
-                    tracing::warn!(error = %e, "sign request consumer missed a heartbeat");
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "sign request consumer failed; recreating");
-                    break;
-                }
-                None => break,
-            }
-        }
-        if !pause(&shutdown, Duration::from_millis(500)).await {
-            return;
-        }
-    }
+    let (topo, view, clock) = (&topo, view.as_ref(), clock.as_ref());
+    consume(
+        names::SIGNER_CONSUMER,
+        &shutdown,
+        move || open(topo),
+        move |msg| handle(topo, view, clock, msg),
+    )
+    .await;
 }
 
 async fn open(topo: &Topology) -> Result<pull::Stream, async_nats::Error> {

@@ -1,5 +1,6 @@
 //! A real nats-server for the crate's integration tests.
 
+use async_nats::jetstream::{self, kv};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -55,4 +56,16 @@ pub async fn nats() -> Nats {
         dir,
         url: format!("nats://127.0.0.1:{port}"),
     }
+}
+
+/// A fresh KV bucket `t` on the server at `url`.
+#[allow(dead_code, reason = "not every test binary uses a bucket")]
+pub async fn bucket(url: &str) -> kv::Store {
+    let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
+    js.create_key_value(kv::Config {
+        bucket: "t".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("bucket")
 }

@@ -429,6 +429,27 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
     it.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retry_schedule_runs_to_its_end_without_jetstream_giving_up() {
+    // Every retry is a redelivery of the same event (a delayed NAK): a
+    // consumer capped at fewer deliveries than the schedule has attempts
+    // would leave the job pending for ever, neither delivered nor
+    // dead-lettered.
+    const ATTEMPTS: usize = 20;
+    let schedule = std::iter::once("0s")
+        .chain(std::iter::repeat_n("10ms", ATTEMPTS - 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut it = Harness::start_with(&[("WEBHOOK_RETRY_SCHEDULE", &schedule)]).await;
+    it.receiver.script("down", usize::MAX, 500);
+    it.job("job-long", Some("down"), Some(Reply::Deferred), now())
+        .await;
+    let record = it.settled("job-long", DeliveryState::Failed).await;
+    assert_eq!(record.attempts.len(), ATTEMPTS);
+    assert_eq!(it.receiver.requests("down").len(), ATTEMPTS);
+    it.stop().await;
+}
+
 /// The first `count` dead letters, by job id.
 async fn dead_letters(topology: &Topology, count: u64) -> HashMap<String, DeadLetterV1> {
     let stream = topology.js.get_stream(DEAD_LETTER_STREAM).await.unwrap();
