@@ -237,15 +237,8 @@ pub fn status_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::Budget;
+    use crate::budget::TEST_BUDGET;
     use wire_contract::records::{CallNote, Lease, WaitingJob};
-
-    const BUDGET: Budget = Budget {
-        limit: 10,
-        window: Duration::from_secs(60),
-        margin: Duration::ZERO,
-        call_timeout: Duration::from_secs(10),
-    };
 
     fn item(attempts: u32, first_seen: u64, leased_until: Option<u64>) -> WorkItem {
         WorkItem {
@@ -281,7 +274,7 @@ mod tests {
             recent_keys: vec!["k0".into(), "new1".into(), "new2".into(), "asked".into()],
         };
         let a = answer_backlog(
-            &BUDGET,
+            &TEST_BUDGET,
             UnixMillis(1_000),
             UnixMillis(1_000),
             &[],
@@ -302,7 +295,7 @@ mod tests {
         };
         assert_eq!(
             answer_backlog(
-                &BUDGET,
+                &TEST_BUDGET,
                 UnixMillis(1_000),
                 UnixMillis(1_000),
                 &[],
@@ -324,7 +317,7 @@ mod tests {
             .collect();
         let q = BacklogQuestionV1::default();
         let a = answer_backlog(
-            &BUDGET,
+            &TEST_BUDGET,
             UnixMillis(2_000),
             UnixMillis(2_000),
             &calls,
@@ -353,7 +346,7 @@ mod tests {
             calls: vec![note; 50],
         };
         let s = status_of(
-            &BUDGET,
+            &TEST_BUDGET,
             UnixMillis(5_000),
             UnixMillis(5_000),
             &calls,

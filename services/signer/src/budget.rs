@@ -210,18 +210,19 @@ impl Budget {
     }
 }
 
+/// The budget the signer's unit tests share: ten calls a minute, no
+/// margin, a 10 s call timeout.
+#[cfg(test)]
+pub(crate) const TEST_BUDGET: Budget = Budget {
+    limit: 10,
+    window: Duration::from_secs(60),
+    margin: Duration::ZERO,
+    call_timeout: Duration::from_secs(10),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn budget() -> Budget {
-        Budget {
-            limit: 10,
-            window: Duration::from_secs(60),
-            margin: Duration::ZERO,
-            call_timeout: Duration::from_secs(10),
-        }
-    }
 
     fn s(secs: f64) -> UnixMillis {
         UnixMillis(1_000_000 + (secs * 1000.0) as u64)
@@ -236,7 +237,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit_then_waits_until_the_first_call_ended_a_window_ago() {
-        let b = budget();
+        let b = TEST_BUDGET;
         let mut calls = Vec::new();
         for i in 0..10 {
             let now = s(i as f64);
@@ -251,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_call_in_flight_counts_until_its_timeout() {
-        let b = budget();
+        let b = TEST_BUDGET;
         let mut calls: Vec<Call> = (0..9).map(|_| ended(30.0, 30.0)).collect();
         calls.insert(
             0,
@@ -276,7 +277,7 @@ mod tests {
         // Ten calls started at 0 s and lasted 9 s: all may arrive at 8.9 s.
         // Counting start times only would admit an 11th at 60 s, which can
         // land at 60 s, inside the window [8.9 s, 68.9 s).
-        let b = budget();
+        let b = TEST_BUDGET;
         let calls: Vec<Call> = (0..10).map(|_| ended(0.0, 9.0)).collect();
         assert_eq!(b.admit(s(60.0), &calls), Admission::At(s(69.0)));
     }
@@ -284,7 +285,7 @@ mod tests {
     #[test]
     fn a_token_bucket_burst_pattern_is_refused() {
         // Ten calls at t=59 s; a bucket would refill and allow ten more at 61 s.
-        let b = budget();
+        let b = TEST_BUDGET;
         let calls: Vec<Call> = (0..10).map(|_| ended(59.0, 59.0)).collect();
         assert_eq!(b.admit(s(61.0), &calls), Admission::At(s(119.0)));
     }
@@ -293,7 +294,7 @@ mod tests {
     fn the_margin_widens_spans_on_both_sides() {
         let b = Budget {
             margin: Duration::from_millis(500),
-            ..budget()
+            ..TEST_BUDGET
         };
         let calls: Vec<Call> = (0..10).map(|_| ended(0.0, 0.0)).collect();
         // Reach ends at 60.5 s; a new call's reach starts 0.5 s before it.
@@ -303,7 +304,7 @@ mod tests {
     #[test]
     fn calls_stamped_after_now_count_too() {
         // Another server's stamps may lie ahead of this replica's `now`.
-        let b = budget();
+        let b = TEST_BUDGET;
         let calls: Vec<Call> = (0..10).map(|_| ended(5.0, 5.0)).collect();
         assert!(matches!(b.admit(s(0.0), &calls), Admission::At(_)));
     }
@@ -320,7 +321,7 @@ mod tests {
 
     #[test]
     fn lost_state_waits_a_full_window_after_the_last_possible_call() {
-        let b = budget();
+        let b = TEST_BUDGET;
         let now = s(100.0);
         assert!(stand_ins(&b, LossEvidence::Fresh, now).is_empty());
         // Nothing bounds the lost calls but the loss: 10 s for one in flight
@@ -341,7 +342,7 @@ mod tests {
     fn never_more_than_limit_in_any_window_for_any_arrival_when_calls_start_as_soon_as_admitted() {
         // Each call lasts a different time; arrivals are put at both ends of
         // each span, in the worst combination for each window.
-        let b = budget();
+        let b = TEST_BUDGET;
         let mut calls: Vec<Call> = Vec::new();
         let mut now = s(0.0);
         let mut n = 0u64;
@@ -393,7 +394,7 @@ mod tests {
         // Four calls at 0, one at 59.999 s, five at 60 s, all instant. No
         // window of 60 s holds the calls at 0 and those at 60 s together,
         // so the worst window holds six, and a new call at 0 is allowed.
-        let b = budget();
+        let b = TEST_BUDGET;
         let t0 = s(0.0);
         let mut calls: Vec<Call> = (0..4).map(|_| instant(t0)).collect();
         calls.push(instant(s(59.999)));
@@ -406,7 +407,7 @@ mod tests {
     fn a_call_that_left_the_window_exactly_now_is_not_counted() {
         // Five calls whose window closed exactly now, five a millisecond
         // ago: only the latter can share a window with a call starting now.
-        let b = budget();
+        let b = TEST_BUDGET;
         let now = s(100.0);
         let mut calls: Vec<Call> = (0..5).map(|_| instant(s(40.0))).collect();
         calls.extend((0..5).map(|_| instant(s(99.999))));
@@ -418,7 +419,7 @@ mod tests {
     fn with_a_margin_a_slot_frees_a_window_and_both_margins_after_the_end() {
         let b = Budget {
             margin: Duration::from_millis(500),
-            ..budget()
+            ..TEST_BUDGET
         };
         let c = ended(0.0, 2.0);
         // 2 s + 60 s + 0.5 s on each side.
@@ -430,7 +431,7 @@ mod tests {
 
     #[test]
     fn still_counts_keeps_exactly_the_calls_that_can_matter() {
-        let b = budget();
+        let b = TEST_BUDGET;
         let c = ended(0.0, 2.0);
         assert!(b.still_counts(s(61.999), &c));
         assert!(!b.still_counts(s(62.0), &c));

@@ -55,13 +55,7 @@ pub fn estimate(budget: &Budget, now: UnixMillis, calls: &[Call], pending: Pendi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BUDGET: Budget = Budget {
-        limit: 10,
-        window: Duration::from_secs(60),
-        margin: Duration::ZERO,
-        call_timeout: Duration::from_secs(10),
-    };
+    use crate::budget::TEST_BUDGET;
 
     fn t(secs: u64) -> UnixMillis {
         UnixMillis(1_000_000_000 + secs * 1000)
@@ -76,20 +70,20 @@ mod tests {
 
     #[test]
     fn an_idle_budget_calls_at_once() {
-        let e = estimate(&BUDGET, t(0), &[], Pending::default());
+        let e = estimate(&TEST_BUDGET, t(0), &[], Pending::default());
         assert_eq!(e.first_call_in, Duration::ZERO);
-        assert_eq!(slot(&BUDGET, t(0), &[], 9), t(0));
-        assert_eq!(slot(&BUDGET, t(0), &[], 10), t(60));
-        assert_eq!(slot(&BUDGET, t(0), &[], 25), t(120));
+        assert_eq!(slot(&TEST_BUDGET, t(0), &[], 9), t(0));
+        assert_eq!(slot(&TEST_BUDGET, t(0), &[], 10), t(60));
+        assert_eq!(slot(&TEST_BUDGET, t(0), &[], 25), t(120));
     }
 
     #[test]
     fn recorded_calls_hold_their_slots_for_a_window_after_they_ended() {
         let calls: Vec<Call> = (0..10).map(|i| ended(i * 5, i * 5 + 1)).collect();
         // At 50 s all ten slots are taken; the first frees at 61 s.
-        assert_eq!(slot(&BUDGET, t(50), &calls, 0), t(61));
-        assert_eq!(slot(&BUDGET, t(50), &calls, 3), t(76));
-        assert_eq!(slot(&BUDGET, t(50), &calls, 10), t(121));
+        assert_eq!(slot(&TEST_BUDGET, t(50), &calls, 0), t(61));
+        assert_eq!(slot(&TEST_BUDGET, t(50), &calls, 3), t(76));
+        assert_eq!(slot(&TEST_BUDGET, t(50), &calls, 10), t(121));
         // A call in flight holds its slot until its deadline plus a window.
         let in_flight = [Call {
             start: t(50),
@@ -99,14 +93,14 @@ mod tests {
     }
 
     fn budget_frees(calls: &[Call]) -> Vec<UnixMillis> {
-        BUDGET.frees(t(50), calls)
+        TEST_BUDGET.frees(t(50), calls)
     }
 
     #[test]
     fn the_margin_lengthens_every_round() {
         let b = Budget {
             margin: Duration::from_millis(500),
-            ..BUDGET
+            ..TEST_BUDGET
         };
         assert_eq!(slot(&b, t(0), &[], 10), t(61));
     }
@@ -114,7 +108,7 @@ mod tests {
     #[test]
     fn a_new_message_waits_for_untried_ones_ahead_of_it_not_for_retries() {
         let few = estimate(
-            &BUDGET,
+            &TEST_BUDGET,
             t(0),
             &[],
             Pending {
@@ -124,7 +118,7 @@ mod tests {
         );
         assert_eq!(few.first_call_in, Duration::ZERO);
         let many = estimate(
-            &BUDGET,
+            &TEST_BUDGET,
             t(0),
             &[],
             Pending {
@@ -137,7 +131,7 @@ mod tests {
         assert_eq!(many.clear_in, Duration::from_secs(540));
         // A day's budget is 14,400 calls.
         let huge = estimate(
-            &BUDGET,
+            &TEST_BUDGET,
             t(0),
             &[],
             Pending {

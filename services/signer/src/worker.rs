@@ -259,18 +259,14 @@ impl Worker {
             slot,
             deadline,
         } = claimed;
-        let keeper = CancellationToken::new();
-        let renewing = tokio::spawn(Arc::clone(&self).keep_lease(key.clone(), keeper.clone()));
+        let lease = Renewal::start(&self, &key);
         let started = std::time::Instant::now();
         let Some(outcome) = self.upstream.sign(&item.message, deadline).await else {
             // Too late to send: nothing reached the upstream.
             tracing::warn!(message_key = %key, "call deadline passed before sending; slot withdrawn");
-            self.budget.cancel(slot.id).await;
-            keeper.cancel();
-            let _ = renewing.await;
-            self.release(&key, "not sent: deadline passed".to_owned())
+            let record = self.release(&key, "not sent: deadline passed".to_owned());
+            self.wind_up(&key, lease, self.budget.cancel(slot.id), record)
                 .await;
-            self.done_with(&key);
             return;
         };
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -314,14 +310,24 @@ impl Worker {
                 }
             }
         };
-        tokio::join!(self.budget.end(slot.id), record);
-        keeper.cancel();
-        let _ = renewing.await;
-        self.done_with(&key);
+        self.wind_up(&key, lease, self.budget.end(slot.id), record)
+            .await;
         self.note(&key, &outcome, latency_ms).await;
     }
 
-    fn done_with(&self, key: &MessageKey) {
+    /// The end of every call, however it went: settle the budget slot
+    /// (`slot`: its end, or its withdrawal) and `record` what happened, the
+    /// two together and under the lease; then stop renewing the lease and
+    /// give the message back to the scheduler.
+    async fn wind_up(
+        &self,
+        key: &MessageKey,
+        lease: Renewal,
+        slot: impl Future<Output = ()>,
+        record: impl Future<Output = ()>,
+    ) {
+        tokio::join!(slot, record);
+        lease.stop().await;
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -418,6 +424,27 @@ impl Worker {
         if let Err(e) = released {
             tracing::warn!(message_key = %key, error = %e, "release failed; the lease will expire");
         }
+    }
+}
+
+/// A lease being renewed in the background ([`Worker::keep_lease`]) while
+/// its holder works on the message.
+struct Renewal {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Renewal {
+    fn start(worker: &Arc<Worker>, key: &MessageKey) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Arc::clone(worker).keep_lease(key.clone(), stop.clone()));
+        Self { stop, task }
+    }
+
+    /// Stop renewing, and wait until no renewal is in flight.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
 }
 
