@@ -117,6 +117,21 @@ mod tests {
         assert_eq!(ok, vec!["93.184.216.34:443".parse().expect("addr")]);
     }
 
+    #[test]
+    fn lookup_failures_are_not_blocked() {
+        // The notifier fails a delivery for good only when `is_blocked`; a
+        // lookup that failed (or found nothing) must stay retryable.
+        let lookup = ResolveRefusal::Lookup {
+            host: "hooks.example.com".into(),
+            source: std::io::Error::other("temporary failure in name resolution"),
+        };
+        let no_address = ResolveRefusal::NoAddress {
+            host: "hooks.example.com".into(),
+        };
+        assert!(!lookup.is_blocked(), "{lookup}");
+        assert!(!no_address.is_blocked(), "{no_address}");
+    }
+
     #[tokio::test]
     async fn the_allow_list_lets_localhost_through_when_it_covers_every_address() {
         let allowed: Vec<IpNet> = vec![
