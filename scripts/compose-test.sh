@@ -2,8 +2,13 @@
 # Compose tests: the docker-compose.yml deployment, run as containers on this
 # machine, crashed in the middle of a burst and judged by scripts/e2e.py.
 #
-# 1. Builds the images (docker/build-local-images.sh: local base images when
-#    none can be pulled, service images from host-built release binaries).
+# 1. Builds the images from the real Dockerfile.<service> files
+#    (`docker-compose build`, after docker/base-images.sh: the official base
+#    images, or local stand-ins where none can be pulled). CI skips this step
+#    (COMPOSE_TEST_SKIP_BUILD=1): scripts/readme-command-test.sh has just
+#    built the same images with the README's `docker compose up --build`.
+#    COMPOSE_TEST_PREBUILT=1 is a fast local shortcut instead: images from
+#    host-built release binaries (docker/build-local-images.sh).
 # 2. Runs each scenario in a fresh compose project (removed with `down -v`):
 #      clean          `up`, then a burst; container settings checked
 #      kill-signer    `docker kill` the signer mid-burst, `start` it again;
@@ -33,8 +38,9 @@
 #
 # Environment: COMPOSE_TEST_COUNT (30), COMPOSE_TEST_SCENARIOS (all, space
 # separated), COMPOSE_TEST_E2E_TIMEOUT (180 s per burst), COMPOSE_TEST_SKIP_BUILD=1
-# (use existing images), COMPOSE_TEST_IMAGE_PREFIX / COMPOSE_TEST_IMAGE_TAG
-# (test other images, e.g. ones built from the real Dockerfiles; with
+# (use existing images), COMPOSE_TEST_PREBUILT=1 (the shortcut above),
+# COMPOSE_TEST_IMAGE_PREFIX / COMPOSE_TEST_IMAGE_TAG
+# (test other images, e.g. a release's tags; with
 # COMPOSE_TEST_SKIP_BUILD=1), COMPOSE_TEST_SUBNET (172.29.99.0/24).
 # Logs: .e2e/compose-test/<run>/. Exit status: 0 if every scenario passed.
 set -euo pipefail
@@ -65,7 +71,7 @@ command -v openssl >/dev/null 2>&1 || { echo "compose-test: openssl is needed (s
 
 # ------------------------------------------------------------ cleanup
 : >"$work/empty.env"   # ignore any developer .env next to docker-compose.yml
-files=(-f docker-compose.yml -f docker/compose.prebuilt.yml -f "$work/compose.test.yml")
+files=(-f docker-compose.yml -f "$work/compose.test.yml")
 projects=()
 bg_pids=()
 cleanup() {
@@ -186,9 +192,16 @@ PY
 }
 
 # ------------------------------------------------------------ build
-if [ "${COMPOSE_TEST_SKIP_BUILD:-0}" != 1 ]; then
-  say "building images (docker/build-local-images.sh)"
+if [ "${COMPOSE_TEST_SKIP_BUILD:-0}" = 1 ]; then
+  say "using the images already built ($(docker image ls -q 'signing-gateway/*' | wc -l) signing-gateway/* images)"
+elif [ "${COMPOSE_TEST_PREBUILT:-0}" = 1 ]; then
+  say "building images from host-built binaries (docker/build-local-images.sh; not the real Dockerfiles)"
   docker/build-local-images.sh >"$logdir/build.log" 2>&1 || { tail -40 "$logdir/build.log"; say "image build FAILED"; exit 1; }
+  say "images built"
+else
+  say "building images from the real Dockerfiles (docker/base-images.sh, docker-compose build)"
+  { docker/base-images.sh && "${COMPOSE[@]}" -f docker-compose.yml build; } >"$logdir/build.log" 2>&1 \
+    || { tail -40 "$logdir/build.log"; say "image build FAILED"; exit 1; }
   say "images built"
 fi
 

@@ -5,6 +5,7 @@
 
 mod checks;
 mod client;
+mod dockerfiles;
 mod lag_proxy;
 mod procs;
 mod receiver;
