@@ -22,6 +22,7 @@ bins=(api signer notifier upstream-sim)
 log() { printf '[build-local-images] %s\n' "$*" >&2; }
 
 docker/base-images.sh
+source scripts/lib/compose-command.sh
 
 # ---------------------------------------------------------------- services
 if [ "${SKIP_CARGO_BUILD:-0}" != 1 ]; then
@@ -38,5 +39,5 @@ for b in "${bins[@]}"; do
   fi
 done
 log "building service images from target/release (docker/compose.prebuilt.yml)"
-docker-compose -f docker-compose.yml -f docker/compose.prebuilt.yml build
+"${COMPOSE[@]}" -f docker-compose.yml -f docker/compose.prebuilt.yml build
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^(signing-gateway/|$debian_image|$nats_image)" >&2 || true

@@ -59,14 +59,7 @@ t0=$SECONDS
 
 say() { printf '[compose-test +%ds] %s\n' "$((SECONDS - t0))" "$*"; }
 
-if command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE=(docker-compose)
-elif docker compose version >/dev/null 2>&1; then
-  COMPOSE=(docker compose)
-else
-  echo "compose-test: neither docker-compose nor 'docker compose' is available" >&2
-  exit 1
-fi
+source scripts/lib/compose-command.sh
 command -v openssl >/dev/null 2>&1 || { echo "compose-test: openssl is needed (simulator key)" >&2; exit 1; }
 
 # ------------------------------------------------------------ cleanup

@@ -31,14 +31,7 @@ mkdir -p "$logdir"
 t0=$SECONDS
 say() { printf '[readme-command +%ds] %s\n' "$((SECONDS - t0))" "$*"; }
 
-if command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE=(docker-compose)
-elif docker compose version >/dev/null 2>&1; then
-  COMPOSE=(docker compose)
-else
-  say "neither docker-compose nor 'docker compose' is available"
-  exit 1
-fi
+source scripts/lib/compose-command.sh
 
 # A fresh project: nothing of an earlier run (containers, volumes) is reused.
 export COMPOSE_PROJECT_NAME="readme-$run"
@@ -82,7 +75,7 @@ built=""
 deadline=$((SECONDS + 3600))
 until healthy; do
   kill -0 "$up_pid" 2>/dev/null || { tail -40 "$logdir/up.log"; say "the command exited before the system was healthy"; exit 1; }
-  if [ -z "$built" ] && grep -q 'Creating\|Recreating\|Starting' "$logdir/up.log"; then
+  if [ -z "$built" ] && (($(grep -c '^Successfully tagged signing-gateway/' "$logdir/up.log") == 4)); then
     built=$((SECONDS - started))
     say "images built in ${built}s"
   fi
@@ -90,6 +83,14 @@ until healthy; do
   sleep 2
 done
 say "5 containers healthy $((SECONDS - started))s after the command"
+# One build stage for four images: cargo ran at most twice (the dependency
+# layer, then the workspace), never once per image.
+cargo_runs="$(grep -c 'Finished `release` profile' "$logdir/up.log" || true)"
+if ((cargo_runs > 2)); then
+  say "cargo built $cargo_runs times for four images: the Dockerfiles' build stages differ"
+  exit 1
+fi
+say "cargo runs in the build: $cargo_runs (0 when every layer was cached)"
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^signing-gateway/' | sed 's/^/    /'
 
 # The README's "Try it" loop: the first shell block after "## Try it", up to

@@ -179,6 +179,13 @@ mod tests {
         };
         assert!(missing(ErrorCode::STREAM_NOT_FOUND.0));
         assert!(!missing(10_000));
+        // Opening the consumer, not the stream, can fail the same way.
+        let js: async_nats::jetstream::Error = serde_json::from_value(serde_json::json!(
+            {"code": 404, "err_code": ErrorCode::CONSUMER_NOT_FOUND.0, "description": "x"}
+        ))
+        .expect("a JetStream error");
+        let e: async_nats::Error = ConsumerError::new(ConsumerErrorKind::JetStream(js)).into();
+        assert!(is_missing(e.as_ref()), "a missing consumer is missing");
         let e: async_nats::Error = GetStreamError::new(GetStreamErrorKind::Request).into();
         assert!(!is_missing(e.as_ref()), "a timeout is not a missing stream");
     }
@@ -216,14 +223,16 @@ mod tests {
         };
         let shutdown_after = shutdown.clone();
         let started = tokio::time::Instant::now();
-        consume("test", &shutdown, opened, |m| {
+        let consumed = consume("test", &shutdown, opened, |m| {
             seen.push(m);
             if m == 3 {
                 shutdown_after.cancel();
             }
             async {}
-        })
-        .await;
+        });
+        tokio::time::timeout(Duration::from_secs(60), consumed)
+            .await
+            .expect("message 3 never came");
         assert_eq!(
             seen,
             vec![1, 2, 3],
@@ -232,5 +241,31 @@ mod tests {
         assert_eq!(opens.load(Ordering::SeqCst), 3);
         // After message 1: a reopen and a failed open, paused 200 + 400 ms.
         assert_eq!(started.elapsed(), Duration::from_millis(600));
+    }
+
+    /// Blips in a row on a stream that never ends by itself: without the
+    /// count of errors in a row, the consumer would wait on it for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_keeps_failing_is_reopened() {
+        let shutdown = CancellationToken::new();
+        let opens = AtomicU32::new(0);
+        let opened = || {
+            let n = opens.fetch_add(1, Ordering::SeqCst);
+            let items = if n == 0 {
+                vec![Err(MessagesErrorKind::MissingHeartbeat); MAX_ERRORS_IN_A_ROW as usize]
+            } else {
+                vec![Ok(7)]
+            };
+            async move { Ok(stream_of(items).chain(futures::stream::pending())) }
+        };
+        let shutdown_after = shutdown.clone();
+        let consumed = consume("test", &shutdown, opened, |_| {
+            shutdown_after.cancel();
+            async {}
+        });
+        tokio::time::timeout(Duration::from_secs(60), consumed)
+            .await
+            .expect("the failing stream was never reopened");
+        assert_eq!(opens.load(Ordering::SeqCst), 2);
     }
 }

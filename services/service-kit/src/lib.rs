@@ -1,9 +1,18 @@
-//! Edge plumbing shared by every binary (`main.rs` only): logging and
-//! shutdown signals. Libraries never call these; they take a
-//! `CancellationToken` and log through `tracing`.
+//! Edge plumbing shared by every service: the same at every edge, so it is
+//! written once.
 //!
-//! The one exception is [`env`]: every service's `Config` reads its
-//! environment variables through it.
+//! - Process edge, called from `main.rs` only: logging
+//!   ([`init_tracing`]), shutdown signals ([`shutdown_on_signals`]), the
+//!   container health check ([`is_healthcheck`], [`probe`]), the metrics
+//!   recorder ([`install_metrics`]).
+//! - HTTP edge, called by each service's `run`: serving with graceful
+//!   shutdown ([`serve_http`], [`serve_health`]), `/metrics`
+//!   ([`metrics_router`]) and `/readyz` ([`readiness`]).
+//! - Config edge: every service's `Config` reads its environment through
+//!   [`env`].
+//!
+//! Core logic never calls it: it takes a `CancellationToken` and logs
+//! through `tracing`.
 
 pub mod env;
 
