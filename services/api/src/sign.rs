@@ -10,7 +10,7 @@ use crate::admission::{Estimate, expectations};
 use crate::bodies::{JobState, PendingBody, SignedBody};
 use crate::input::{self, SignInput};
 use crate::problem::{ApiError, Problem};
-use crate::reply::{claim_reply, withdraw};
+use crate::reply::{answered_202, claim_reply, withdraw};
 use crate::request_id::RequestId;
 use crate::state::AppState;
 use axum::Extension;
@@ -253,10 +253,11 @@ async fn sign(
                 }
                 Ok(Ok(false)) => {} // The notifier already owes this caller a webhook.
                 Ok(Err(_)) | Err(_) => {
-                    // Unknown whether the claim landed. We hold the signature: give
-                    // it; at worst a webhook follows (never neither).
-                    tracing::warn!(job_id, "reply claim unconfirmed; answering 200");
-                    return answer_now(&job_id, &input.message, result.outcome);
+                    // Unknown whether the claim landed: a 200 now could come
+                    // with a webhook too, if the claim never lands. Answer
+                    // 202, and overrule the claim in case it lands late.
+                    tracing::warn!(job_id, "reply claim unconfirmed; answering 202");
+                    tokio::spawn(answered_202(state.topo.jobs.clone(), job_id.clone()));
                 }
             }
         }

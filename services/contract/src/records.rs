@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    /// Answered 200 with the signature: no webhook.
+    /// Answered 200 with the signature: no webhook. Claimed by the api
+    /// before it answers, and the 200 is sent only once the claim is known
+    /// to be stored; when that stays unknown the api answers 202 instead
+    /// and corrects its own claim to `Deferred` ([`JobRecord::answered_202`]).
+    /// So the notifier takes `Immediate` as final only after the reply
+    /// grace.
     Immediate,
     /// Answered 202 (or never answered, e.g. the api died): a webhook is owed.
     Deferred,
@@ -47,6 +52,21 @@ impl JobRecord {
             reply: Some(want),
             ..self.clone()
         })
+    }
+
+    /// The record once the api has answered 202 although it may have
+    /// claimed `Immediate` (its claim's acknowledgement did not come in
+    /// time, so it could not give the 200): the api alone knows what it
+    /// answered, so it may overrule its own claim. `None` when the reply
+    /// is already `Deferred`, or `Withdrawn` (which a 202 never follows).
+    pub fn answered_202(&self) -> Option<JobRecord> {
+        match self.reply {
+            None | Some(Reply::Immediate) => Some(JobRecord {
+                reply: Some(Reply::Deferred),
+                ..self.clone()
+            }),
+            Some(Reply::Deferred | Reply::Withdrawn) => None,
+        }
     }
 
     /// Whether a webhook is owed: `Some(false)` when there is no URL or the
@@ -398,6 +418,18 @@ mod tests {
         assert_eq!(deferred.reply, Some(Reply::Deferred));
         assert_eq!(deferred.replied(Reply::Immediate), None);
         assert_eq!(deferred.replied(Reply::Deferred), None);
+    }
+
+    #[test]
+    fn a_202_overrules_the_apis_own_unconfirmed_200_claim_and_nothing_else() {
+        let url = Some("https://x/hook");
+        for before in [None, Some(Reply::Immediate)] {
+            let after = job(before, url).answered_202().expect("corrected");
+            assert_eq!(after.reply, Some(Reply::Deferred), "from {before:?}");
+            assert_eq!(after.owes_webhook(), Some(true));
+        }
+        assert_eq!(job(Some(Reply::Deferred), url).answered_202(), None);
+        assert_eq!(job(Some(Reply::Withdrawn), url).answered_202(), None);
     }
 
     #[test]

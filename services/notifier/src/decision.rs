@@ -84,17 +84,23 @@ pub fn decide(
     let Some(job) = job else {
         return Decision::JobMissing;
     };
-    if job.reply == Some(Reply::Immediate) {
-        return Decision::NotRequired(NoWebhook::AnsweredImmediately);
+    if job.webhook_url.is_none() {
+        return Decision::NotRequired(NoWebhook::NoUrl);
     }
     if job.reply == Some(Reply::Withdrawn) {
         return Decision::NotRequired(NoWebhook::Withdrawn);
     }
-    if job.webhook_url.is_none() {
-        return Decision::NotRequired(NoWebhook::NoUrl);
+    let until = job.created_at.plus(policy.reply_grace);
+    if job.reply == Some(Reply::Immediate) {
+        // Final only after the grace: the api overrules its own claim when
+        // it could not confirm it in time and answered 202 instead.
+        return if now < until {
+            Decision::AwaitReply { until }
+        } else {
+            Decision::NotRequired(NoWebhook::AnsweredImmediately)
+        };
     }
     if job.reply.is_none() {
-        let until = job.created_at.plus(policy.reply_grace);
         return if now < until {
             Decision::AwaitReply { until }
         } else {
@@ -166,10 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_answered_200_gets_no_webhook() {
+    fn a_caller_answered_200_gets_no_webhook_once_the_api_can_no_longer_overrule_it() {
         let j = job(Some(Reply::Immediate), Some("https://example.com/hook"));
+        // Within the grace the api may still turn its claim into a 202.
         assert_eq!(
-            decide(at(0), Some(&j), None, &POLICY),
+            decide(at(4_999), Some(&j), None, &POLICY),
+            Decision::AwaitReply { until: at(5_000) }
+        );
+        assert_eq!(
+            decide(at(5_000), Some(&j), None, &POLICY),
             Decision::NotRequired(NoWebhook::AnsweredImmediately)
         );
     }

@@ -280,6 +280,32 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
         .await
         .unwrap();
 
+    // Claimed 200 but unconfirmed in time, so answered 202 after all: the
+    // api overrules its own claim within the grace, and a webhook is owed.
+    it.job(
+        "job-corrected",
+        Some("corrected"),
+        Some(Reply::Immediate),
+        now(),
+    )
+    .await;
+    let claimed = load::<JobRecord>(&it.topology.jobs, "job", "job-corrected")
+        .await
+        .unwrap();
+    let corrected = claimed
+        .value
+        .as_ref()
+        .and_then(JobRecord::answered_202)
+        .unwrap();
+    save(
+        &it.topology.jobs,
+        "job-corrected",
+        &corrected,
+        claimed.revision,
+    )
+    .await
+    .unwrap();
+
     let record = it.settled("job-deferred", DeliveryState::Delivered).await;
     let statuses: Vec<Option<u16>> = record.attempts.iter().map(|a| a.status).collect();
     assert_eq!(statuses, vec![Some(500), Some(500), Some(500), Some(200)]);
@@ -329,6 +355,9 @@ async fn webhooks_are_owed_to_202_callers_only_and_retried_until_delivered() {
         .await;
     assert!(record.attempts.is_empty());
     assert!(it.receiver.requests("immediate").is_empty());
+
+    it.settled("job-corrected", DeliveryState::Delivered).await;
+    assert_eq!(it.receiver.requests("corrected").len(), 1);
 
     it.settled("job-orphan", DeliveryState::Delivered).await;
     assert_eq!(it.receiver.requests("orphan").len(), 1);

@@ -4,6 +4,7 @@
 use crate::lag_proxy::LagProxy;
 use crate::procs::{Proc, TempDir, bin, free_port, wait_for_ok, wait_for_port};
 use crate::receiver::{Receiver, SECRET_B64};
+use crate::stall_proxy::StallProxy;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct Options {
     pub lag: Option<(f64, Duration)>,
     /// Give the services `NATS_URL` as a list whose first server is dead.
     pub nats_list: bool,
+    /// Connect the api to NATS through a [`StallProxy`] (`System::api_link`).
+    pub api_link_stalls: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             sim_env: Vec::new(),
             lag: None,
             nats_list: false,
+            api_link_stalls: false,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct System {
     pub http: reqwest::Client,
     /// The proxy the signers call the simulator through, if any.
     pub lag: Option<LagProxy>,
+    /// The api's link to NATS, when it can be stalled.
+    pub api_link: Option<StallProxy>,
     nats_port: u16,
     _dir: TempDir,
 }
@@ -205,16 +211,19 @@ pub async fn spawn_system(opts: Options) -> System {
         ]),
         &dir.0,
     );
-    let api = Proc::start(
-        "api",
-        bin("api"),
-        &[],
-        common(&[
-            ("API_ADDR", format!("127.0.0.1:{api_port}")),
-            ("BACKLOG_HORIZON", opts.backlog_horizon.to_owned()),
-        ]),
-        &dir.0,
-    );
+    let api_link = if opts.api_link_stalls {
+        Some(StallProxy::start(nats_port).await)
+    } else {
+        None
+    };
+    let mut api_env = vec![
+        ("API_ADDR", format!("127.0.0.1:{api_port}")),
+        ("BACKLOG_HORIZON", opts.backlog_horizon.to_owned()),
+    ];
+    if let Some(link) = &api_link {
+        api_env.push(("NATS_URL", format!("nats://127.0.0.1:{}", link.port)));
+    }
+    let api = Proc::start("api", bin("api"), &[], common(&api_env), &dir.0);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -240,6 +249,7 @@ pub async fn spawn_system(opts: Options) -> System {
         receiver,
         http,
         lag,
+        api_link,
         nats_port,
         _dir: dir,
     }
