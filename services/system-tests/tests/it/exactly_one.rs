@@ -8,10 +8,13 @@ use crate::client::{Answer, sign};
 use crate::stall_proxy::{Sign, Way};
 use crate::system::{Options, System, spawn_system};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wire_contract::MessageKey;
+use wire_contract::mirror::Mirror;
 use wire_contract::names::DELIVERIES_BUCKET;
 use wire_contract::records::{DeliveryRecord, DeliveryState};
-use wire_contract::{MessageKey, load};
 
 /// Where the stall starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,38 +172,39 @@ async fn stalls_of_the_apis_nats_link_never_give_a_caller_both_or_neither() {
     );
 }
 
-/// Wait (bounded) until every job's delivery record has left `Pending`.
+/// Wait (bounded) until every job's delivery record has left `Pending`,
+/// following the deliveries bucket as it changes.
 async fn settled_deliveries(sys: &System, jobs: &[&Answer]) -> BTreeMap<String, DeliveryState> {
     let client = async_nats::connect(sys.nats_url()).await.expect("nats");
     let deliveries = async_nats::jetstream::new(client)
         .get_key_value(DELIVERIES_BUCKET)
         .await
         .expect("deliveries bucket");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut settled = BTreeMap::new();
-    loop {
-        for a in jobs {
-            let id = a.id();
-            if settled.contains_key(&id) {
-                continue;
+    let mirror = Arc::new(Mirror::<DeliveryRecord>::default());
+    let stop = CancellationToken::new();
+    let following = tokio::spawn({
+        let (mirror, stop) = (Arc::clone(&mirror), stop.clone());
+        async move { mirror.follow(deliveries, "delivery", stop).await }
+    });
+    let all_settled = async {
+        loop {
+            let settled: BTreeMap<String, DeliveryState> = {
+                let items = mirror.items();
+                jobs.iter()
+                    .filter_map(|a| {
+                        let r = items.get(&a.id())?;
+                        (r.state != DeliveryState::Pending).then(|| (a.id(), r.state))
+                    })
+                    .collect()
+            };
+            if settled.len() == jobs.len() {
+                return settled;
             }
-            let record = load::<DeliveryRecord>(&deliveries, "delivery", &id)
-                .await
-                .expect("read a delivery record");
-            if let Some(r) = record.value.filter(|r| r.state != DeliveryState::Pending) {
-                settled.insert(id, r.state);
-            }
+            mirror.changed().await;
         }
-        if settled.len() == jobs.len() {
-            return settled;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deliveries still unsettled after 60 s: {} of {}\n{}",
-            jobs.len() - settled.len(),
-            jobs.len(),
-            sys.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    let settled = tokio::time::timeout(Duration::from_secs(60), all_settled).await;
+    stop.cancel();
+    let _ = following.await;
+    settled.unwrap_or_else(|_| panic!("deliveries still unsettled after 60 s\n{}", sys.logs()))
 }
