@@ -1,10 +1,11 @@
 //! Edge plumbing shared by every service: the same at every edge, so it is
 //! written once.
 //!
-//! - Process edge, called from `main.rs` only: logging
-//!   ([`init_tracing`]), shutdown signals ([`shutdown_on_signals`]), the
-//!   container health check ([`is_healthcheck`], [`probe`]), the metrics
-//!   recorder ([`install_metrics`]).
+//! - Process edge, called from `main.rs` only: logging and traces
+//!   ([`init_tracing`], [`telemetry`]), shutdown signals
+//!   ([`shutdown_on_signals`]), the container health check
+//!   ([`is_healthcheck`], [`probe`]), the metrics recorder
+//!   ([`install_metrics`]).
 //! - HTTP edge, called by each service's `run`: serving with graceful
 //!   shutdown ([`serve_http`], [`serve_health`]), `/metrics`
 //!   ([`metrics_router`]) and `/readyz` ([`readiness`]).
@@ -15,25 +16,53 @@
 //! through `tracing`.
 
 pub mod env;
+pub mod telemetry;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Install the tracing subscriber: `RUST_LOG` filters (default `info`),
-/// `LOG_FORMAT=json` switches from human-readable lines to JSON.
-pub fn init_tracing() {
+/// Install the tracing subscriber: `RUST_LOG` filters the log lines
+/// (default `info`), `LOG_FORMAT=json` switches them from human-readable to
+/// JSON; with an OTLP endpoint configured, spans are also exported as
+/// traces ([`telemetry`]). Keep the returned guard until the service has
+/// stopped: dropping it flushes the last spans.
+pub fn init_tracing() -> telemetry::Telemetry {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT")
         .map(|v| v.eq_ignore_ascii_case("json"))
         .unwrap_or(false);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        builder.json().flatten_event(true).init();
+    let lines = tracing_subscriber::fmt::layer().with_target(false);
+    let lines = if json {
+        lines.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        builder.init();
+        lines.with_filter(filter).boxed()
+    };
+    let (telemetry, failed) = match telemetry::Telemetry::from_env(&binary_name()) {
+        Ok(t) => (t, None),
+        Err(e) => (telemetry::Telemetry::default(), Some(e)),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(telemetry.layer())
+        .init();
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, "traces are off: the OTLP exporter could not be set up");
     }
+    telemetry
+}
+
+/// This binary's file name (`api`, `signer`, ...): the default service name.
+fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "signing-gateway".to_owned())
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT; a second signal exits

@@ -14,6 +14,7 @@
 
 use crate::complete::complete_with_retry;
 use crate::health::Health;
+use crate::job_traces;
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use crate::shared_budget::{SharedBudget, Slot, Taken};
 use crate::upstream::{CallOutcome, Upstream};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use wire_contract::messages::Outcome;
 use wire_contract::pause::pause;
 use wire_contract::records::{CallNote, RecentCalls, ResultRecord, WorkItem};
@@ -252,7 +254,13 @@ impl Worker {
         self.view.poke();
     }
 
+    /// One upstream attempt, in its span ([`job_traces::attempt_span`]).
     async fn call(self: Arc<Self>, claimed: Claimed) {
+        let span = job_traces::attempt_span(&claimed.key, &claimed.item);
+        self.attempt(claimed).instrument(span).await;
+    }
+
+    async fn attempt(self: Arc<Self>, claimed: Claimed) {
         let Claimed {
             key,
             item,
@@ -270,6 +278,9 @@ impl Worker {
             return;
         };
         let latency_ms = started.elapsed().as_millis() as u64;
+        Span::current()
+            .record("outcome", outcome_label(&outcome))
+            .record("latency_ms", latency_ms);
         metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome))
             .increment(1);
         metrics::histogram!("upstream_call_duration_seconds")
@@ -393,6 +404,7 @@ impl Worker {
     }
 
     async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {
+        let span = tracing::info_span!("result write", jobs = item.jobs.len());
         if let Err(e) = complete_with_retry(
             &self.topo,
             key,
@@ -402,6 +414,7 @@ impl Worker {
             now,
             Duration::from_secs(120),
         )
+        .instrument(span)
         .await
         {
             tracing::error!(message_key = %key, error = %e, "could not store an outcome; the message will be retried when its lease expires");

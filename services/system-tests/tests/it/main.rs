@@ -8,6 +8,7 @@ mod client;
 mod dockerfiles;
 mod exactly_one;
 mod lag_proxy;
+mod otel_trace;
 mod procs;
 mod receiver;
 mod run_local;

@@ -40,6 +40,9 @@ pub struct Options {
     pub nats_list: bool,
     /// Connect the api to NATS through a [`StallProxy`] (`System::api_link`).
     pub api_link_stalls: bool,
+    /// Export the services' traces to this OTLP/HTTP endpoint, in batches
+    /// sent every 100 ms.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             lag: None,
             nats_list: false,
             api_link_stalls: false,
+            otlp_endpoint: None,
         }
     }
 }
@@ -168,6 +172,12 @@ pub async fn spawn_system(opts: Options) -> System {
             ("UPSTREAM_RATE_WINDOW", window.clone()),
             ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".into()),
         ]);
+        if let Some(endpoint) = &opts.otlp_endpoint {
+            e.extend(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+            ]));
+        }
         e.extend(env(extra));
         e
     };
