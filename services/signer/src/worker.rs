@@ -106,6 +106,12 @@ impl Worker {
 
     /// Run until `shutdown`, then wait for calls in flight to be recorded.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Every outcome's series exists from the start at 0: a counter born
+        // at 1 shows no increase to Prometheus, so a first `misconfigured`
+        // call would not alert (ops/prometheus: UpstreamCredentialsRejected).
+        for outcome in ["signed", "retry_later", "misconfigured", "rejected"] {
+            metrics::counter!("upstream_calls_total", "outcome" => outcome).increment(0);
+        }
         let mut calls = JoinSet::new();
         while !shutdown.is_cancelled() {
             while calls.try_join_next().is_some() {}
@@ -117,6 +123,12 @@ impl Worker {
             let admission = match self.budget.peek(self.clock.as_ref()).await {
                 Ok((admission, occupied)) => {
                     metrics::gauge!("limiter_slots_used").set(occupied as f64);
+                    // The budget's size, so saturation and drain time can
+                    // be computed from the scrape alone (ops/prometheus).
+                    metrics::gauge!("limiter_slots_limit")
+                        .set(f64::from(self.budget.budget().limit));
+                    metrics::gauge!("limiter_window_seconds")
+                        .set(self.budget.budget().window.as_secs_f64());
                     metrics::gauge!("sign_pending_messages").set(candidates.len() as f64);
                     let oldest = candidates.iter().map(|c| c.first_seen).min();
                     metrics::gauge!("sign_oldest_pending_age_seconds")

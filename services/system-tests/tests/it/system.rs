@@ -43,6 +43,8 @@ pub struct Options {
     /// Export the services' traces to this OTLP/HTTP endpoint, in batches
     /// sent every 100 ms.
     pub otlp_endpoint: Option<String>,
+    /// The webhook receiver answers every webhook `500`.
+    pub failing_receiver: bool,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             nats_list: false,
             api_link_stalls: false,
             otlp_endpoint: None,
+            failing_receiver: false,
         }
     }
 }
@@ -244,7 +247,11 @@ pub async fn spawn_system(opts: Options) -> System {
     wait_for_ok(&http, &format!("{sim_url}/healthz"), "upstream-sim").await;
     wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
     wait_for_ok(&http, &signer_health, "signer").await;
-    let receiver = Receiver::start().await;
+    let receiver = if opts.failing_receiver {
+        Receiver::start_failing().await
+    } else {
+        Receiver::start().await
+    };
     System {
         nats,
         sim,
@@ -296,6 +303,23 @@ impl System {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// `host:port` of the api's, the signer's and the notifier's `/metrics`,
+    /// for a Prometheus to scrape.
+    pub fn metrics_targets(&self) -> [(&'static str, String); 3] {
+        let authority = |url: &str| {
+            url.trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        [
+            ("api", authority(&self.api_url)),
+            ("signer", authority(&self.signer_health)),
+            ("notifier", authority(&self.notifier_health)),
+        ]
     }
 
     /// The NATS URL the services use.
