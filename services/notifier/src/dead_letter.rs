@@ -86,8 +86,19 @@ pub async fn publish(
         .payload(encode(letter))
         .message_id(format!("{}.{revision}", letter.job_id))
         .header(REQUEST_ID, letter.request_id.as_str());
-    send(js, subject(&letter.job_id), message).await
+    let duplicate = send(js, subject(&letter.job_id), message).await?;
+    // Counted when written, not read off the stream: the stream's count
+    // drops as letters expire or are purged, which would hide new ones
+    // (ops/prometheus: WebhookDeadLetters). A repeat JetStream dropped as a
+    // duplicate wrote nothing.
+    if !duplicate {
+        metrics::counter!(DEAD_LETTERS_TOTAL).increment(1);
+    }
+    Ok(())
 }
+
+/// Counter of dead letters written (by this replica, since it started).
+pub const DEAD_LETTERS_TOTAL: &str = "webhook_dead_letters_total";
 
 /// What [`redrive`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,19 +181,22 @@ pub async fn redrive(
     Ok(Redriven::Requeued)
 }
 
+/// Publish and wait for JetStream's ack; `true` when it dropped the message
+/// as a duplicate of one already stored (same message id).
 async fn send(
     js: &jetstream::Context,
     subject: String,
     message: PublishMessage,
-) -> Result<(), DeadLetterError> {
+) -> Result<bool, DeadLetterError> {
     let fail = |source: async_nats::Error| DeadLetterError::Publish {
         subject: subject.clone(),
         source,
     };
-    js.send_publish(subject.clone(), message)
+    let ack = js
+        .send_publish(subject.clone(), message)
         .await
         .map_err(|e| fail(e.into()))?
         .await
         .map_err(|e| fail(e.into()))?;
-    Ok(())
+    Ok(ack.duplicate)
 }
