@@ -14,7 +14,7 @@ use crate::payload::WebhookPayload;
 use crate::record;
 use async_nats::jetstream::{self, message::PublishMessage};
 use tracing::error;
-use wire_contract::headers::REQUEST_ID;
+use wire_contract::headers::{self, TraceContext};
 use wire_contract::messages::JobEventV1;
 use wire_contract::names::{DEAD_LETTER_SUBJECT, EVENTS_SUBJECT};
 use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState, JobRecord};
@@ -42,6 +42,12 @@ pub struct DeadLetterV1 {
     pub failed_at: UnixMillis,
     /// The notifier replica that gave up.
     pub notifier_id: String,
+    /// The job's trace where it was given up: the letter's publish carries
+    /// it, and so does a redrive's event, so the redriven delivery joins the
+    /// job's trace. Absent when traces were off (and in letters written
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// A dead letter could not be published, or a redrive failed.
@@ -85,7 +91,10 @@ pub async fn publish(
     let message = PublishMessage::build()
         .payload(encode(letter))
         .message_id(format!("{}.{revision}", letter.job_id))
-        .header(REQUEST_ID, letter.request_id.as_str());
+        .headers(headers::with_request_id_and_trace(
+            &letter.request_id,
+            letter.trace.as_ref(),
+        ));
     let duplicate = send(js, subject(&letter.job_id), message).await?;
     // Counted when written, not read off the stream: the stream's count
     // drops as letters expire or are purged, which would hide new ones
@@ -163,7 +172,10 @@ pub async fn redrive(
     let message = PublishMessage::build()
         .payload(encode(&letter.event))
         .message_id(format!("{id}.redrive.{new_revision}"))
-        .header(REQUEST_ID, letter.request_id.as_str());
+        .headers(headers::with_request_id_and_trace(
+            &letter.request_id,
+            letter.trace.as_ref(),
+        ));
     if let Err(err) = send(&topology.js, EVENTS_SUBJECT.to_owned(), message).await {
         // Without its event a Pending record would never move again (and
         // could not be redriven): put the old one back.
