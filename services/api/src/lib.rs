@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod problem;
 pub mod reply;
 pub mod request_id;
+pub mod request_labels;
 pub mod request_timeout;
 pub mod result_cache;
 pub mod results_watch;
