@@ -22,16 +22,20 @@ impl Answer {
     }
 }
 
-/// `GET /crypto/sign?message=…&webhook_url=…`
-pub async fn sign(sys: &System, message: &str) -> Answer {
-    let request = sys
-        .http
+/// `GET /crypto/sign?message=…&webhook_url=…` with the test's receiver, to
+/// send as it is ([`sign`]) or with more headers.
+pub fn sign_request(sys: &System, message: &str) -> reqwest::RequestBuilder {
+    sys.http
         .get(format!("{}/crypto/sign", sys.api_url))
         .query(&[
             ("message", message),
             ("webhook_url", sys.receiver.url.as_str()),
-        ]);
-    send(message, request).await
+        ])
+}
+
+/// `GET /crypto/sign?message=…&webhook_url=…`
+pub async fn sign(sys: &System, message: &str) -> Answer {
+    send(message, sign_request(sys, message)).await
 }
 
 /// Send any request and time it.

@@ -3,7 +3,7 @@
 //! sent with a caller's `traceparent` must come back as one trace whose
 //! spans are parented api -> signer -> notifier.
 
-use crate::client::send;
+use crate::client::{send, sign_request};
 use crate::system::{Options, spawn_system};
 use axum::Router;
 use axum::body::Bytes;
@@ -183,13 +183,7 @@ async fn one_trace_spans_api_signer_and_notifier_from_the_callers_traceparent() 
     })
     .await;
     let message = "traced message";
-    let request = sys
-        .http
-        .get(format!("{}/crypto/sign", sys.api_url))
-        .query(&[
-            ("message", message),
-            ("webhook_url", sys.receiver.url.as_str()),
-        ])
+    let request = sign_request(&sys, message)
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
         .header("tracestate", "caller=1");
     let a = send(message, request).await;

@@ -86,11 +86,9 @@ impl Prometheus {
         }
     }
 
-    /// `GET /api/v1/<path>` with `query`, its `data` (panics on an error
-    /// answer, with Prometheus's reason).
-    pub async fn api(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
-        let answer: serde_json::Value = self
-            .http
+    /// `GET /api/v1/<path>` with `query`: the whole JSON answer.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        self.http
             .get(format!("{}/api/v1/{path}", self.url))
             .query(query)
             .send()
@@ -98,7 +96,13 @@ impl Prometheus {
             .expect("prometheus answers")
             .json()
             .await
-            .expect("prometheus answers JSON");
+            .expect("prometheus answers JSON")
+    }
+
+    /// `GET /api/v1/<path>` with `query`, its `data` (panics on an error
+    /// answer, with Prometheus's reason).
+    pub async fn api(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        let answer = self.get(path, query).await;
         assert_eq!(answer["status"], "success", "{path} {query:?}: {answer}");
         answer["data"].clone()
     }
@@ -106,16 +110,7 @@ impl Prometheus {
     /// Whether Prometheus parses `expr` (`/api/v1/format_query`, which 2.42
     /// has; `parse_query` came later), with its error if not.
     pub async fn parses(&self, expr: &str) -> Result<(), String> {
-        let answer: serde_json::Value = self
-            .http
-            .get(format!("{}/api/v1/format_query", self.url))
-            .query(&[("query", expr)])
-            .send()
-            .await
-            .expect("prometheus answers")
-            .json()
-            .await
-            .expect("prometheus answers JSON");
+        let answer = self.get("format_query", &[("query", expr)]).await;
         match answer["status"].as_str() {
             Some("success") => Ok(()),
             _ => Err(answer["error"].to_string()),
