@@ -142,9 +142,5 @@ async fn without_quorum_new_messages_get_a_fast_503_known_ones_are_served_and_th
     let audit = all_promises_kept(&sys, &before, Deliveries::OncePerWebhookId).await;
     eprintln!("quorum lost for {} ms: audit {audit}", now_ms() - lost_at);
     let fresh = sign(&sys, "new once the quorum is back").await;
-    assert!(
-        fresh.status == 200 || fresh.status == 202,
-        "{}",
-        fresh.body
-    );
+    assert!(fresh.status == 200 || fresh.status == 202, "{}", fresh.body);
 }
