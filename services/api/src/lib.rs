@@ -51,8 +51,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(error_bodies::as_problems))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_id::assign))
+        .merge(service_kit::metrics_router_with_nats((*state.topo).clone()))
         .with_state(state)
-        .merge(service_kit::metrics_router())
 }
 
 /// The process is alive (no dependency is checked).
@@ -100,6 +100,12 @@ pub async fn run(
         );
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
+    // Constant, exported so that the backlog's drain time can be compared
+    // with it (ops/prometheus: BacklogDrainNearHorizon).
+    ::metrics::gauge!("sign_backlog_horizon_seconds").set(config.backlog_horizon.as_secs_f64());
+    // From 0 at start: a counter born with its first refusals shows no
+    // increase to Prometheus (ops/prometheus: SignRequestsRefused).
+    ::metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(0);
     let rules = Rules {
         max_message_bytes: config.max_message_bytes,
         allowed_cidrs: config.webhook_allowed_cidrs.clone(),

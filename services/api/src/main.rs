@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     if service_kit::is_healthcheck() {
         std::process::exit(service_kit::probe(config.addr));
     }
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing();
     service_kit::install_metrics();
     tracing::info!(?config, "api starting");
     let shutdown = service_kit::shutdown_on_signals();

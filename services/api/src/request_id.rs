@@ -1,8 +1,11 @@
 //! One request id per request: taken from `x-request-id` when the caller
 //! sends a sane one, made up otherwise; echoed back, logged, and carried in
 //! NATS headers to the signer and notifier.
+//!
+//! The request's span is the root of the job's trace, or a child of the
+//! caller's own span when the request carries a W3C `traceparent`.
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -22,8 +25,26 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = next.run(request).instrument(span).await;
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    // Named by route, not path: a job's status URL holds its id.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    service_kit::telemetry::continue_trace(
+        &span,
+        service_kit::telemetry::from_http(request.headers()).as_ref(),
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -18,9 +18,11 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use service_kit::telemetry::current_trace;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
+use tracing::{Instrument, Span, info_span};
 use wire_contract::messages::{Outcome, SignRequestV1};
 use wire_contract::records::{JobRecord, Reply, ResultRecord};
 use wire_contract::time::{Clock, SystemClock};
@@ -191,21 +193,29 @@ async fn sign(
         job_id: job_id.clone(),
         message: input.message.clone(),
     };
-    let accepted = timeout_at(accept_by, async {
+    // Spans per step (accept, publish, wait), in the request's trace; the
+    // publish span's context travels with the request to the signer.
+    let accept = async {
         save(&state.topo.jobs, &job_id, &job, 0)
             .await
             .map_err(|e| e.to_string())?;
-        publish_once(
-            &state.topo.js,
-            names::REQUESTS_SUBJECT,
-            &job_id,
-            &request_id,
-            &request,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    })
-    .await;
+        let publish = async {
+            publish_once(
+                &state.topo.js,
+                names::REQUESTS_SUBJECT,
+                &job_id,
+                &request_id,
+                current_trace().as_ref(),
+                &request,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        };
+        publish
+            .instrument(info_span!("publish", otel.kind = "producer", job_id))
+            .await
+    };
+    let accepted = timeout_at(accept_by, accept.instrument(info_span!("accept", job_id))).await;
     let failure = match accepted {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e),
@@ -226,19 +236,26 @@ async fn sign(
         // No call slot can produce the result in time: answer now.
         deadline = Instant::now();
     }
-    let mut result = wait_for(&mut landed, key.as_str(), deadline).await;
-    if result.is_none() {
-        // The watch may have missed it (e.g. across a broker restart).
-        let check_by = answer_by - Duration::from_millis(150);
-        if let Ok(Ok(v)) = timeout_at(
-            check_by,
-            load::<ResultRecord>(&state.topo.results, "result", key.as_str()),
-        )
-        .await
-        {
-            result = v.value;
+    let wait = async {
+        let mut result = wait_for(&mut landed, key.as_str(), deadline).await;
+        if result.is_none() {
+            // The watch may have missed it (e.g. across a broker restart).
+            let check_by = answer_by - Duration::from_millis(150);
+            if let Ok(Ok(v)) = timeout_at(
+                check_by,
+                load::<ResultRecord>(&state.topo.results, "result", key.as_str()),
+            )
+            .await
+            {
+                result = v.value;
+            }
         }
-    }
+        Span::current().record("landed", result.is_some());
+        result
+    };
+    let result = wait
+        .instrument(info_span!("wait", job_id, landed = tracing::field::Empty))
+        .await;
     match result {
         Some(result) => {
             match timeout_at(answer_by, claim_reply(&state, &job_id, Reply::Immediate)).await {

@@ -104,6 +104,10 @@ pub struct WaitingJob {
     pub id: String,
     /// Request id, for logs.
     pub request_id: String,
+    /// The job's trace context (the signer span that took it in), so the
+    /// upstream attempt and the job's event continue the job's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::headers::TraceContext>,
 }
 
 /// A signer's temporary claim on a work item while it calls the upstream.
@@ -447,6 +451,7 @@ mod tests {
         WaitingJob {
             id: id.into(),
             request_id: format!("r-{id}"),
+            trace: None,
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wire_contract::Topology;
-use wire_contract::headers::request_id_of;
+use wire_contract::headers::{request_id_of, trace_of};
 use wire_contract::names::{EVENTS_STREAM, NOTIFIER_CONSUMER};
 
 /// How long the server waits for an ack before redelivering.
@@ -101,7 +101,8 @@ async fn supervise(
     hard_stop: CancellationToken,
 ) {
     let request_id = request_id_of(message.headers.as_ref());
-    let work = handle(&shared, &message.payload, request_id);
+    let trace = trace_of(message.headers.as_ref());
+    let work = handle(&shared, &message.payload, request_id, trace);
     tokio::pin!(work);
     let every = ACK_WAIT / 2;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

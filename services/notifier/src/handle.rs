@@ -15,6 +15,7 @@ use crate::limits::HostLimits;
 use crate::payload::WebhookPayload;
 use crate::record;
 use rand::Rng;
+use service_kit::telemetry;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use url::Url;
+use wire_contract::headers::TraceContext;
 use wire_contract::messages::JobEventV1;
 use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState, JobRecord, Reply};
 use wire_contract::time::Clock;
@@ -69,8 +71,14 @@ pub struct Shared {
     pub hand_back: CancellationToken,
 }
 
-/// Handle one job event (raw payload, request id from its headers).
-pub async fn handle(shared: &Shared, payload: &[u8], request_id: String) -> Disposition {
+/// Handle one job event (raw payload; request id and trace context from its
+/// headers).
+pub async fn handle(
+    shared: &Shared,
+    payload: &[u8],
+    request_id: String,
+    trace: Option<TraceContext>,
+) -> Disposition {
     let event: JobEventV1 = match decode("job event", payload) {
         Ok(event) => event,
         Err(err) => {
@@ -78,7 +86,10 @@ pub async fn handle(shared: &Shared, payload: &[u8], request_id: String) -> Disp
             return Disposition::Term;
         }
     };
-    let span = info_span!("job", job_id = %event.job_id, request_id = %request_id);
+    // A child of the signer span that published the event: the job's trace.
+    let span =
+        info_span!("job", otel.kind = "consumer", job_id = %event.job_id, request_id = %request_id);
+    telemetry::continue_trace(&span, trace.as_ref());
     process(shared, &event, &request_id).instrument(span).await
 }
 
@@ -203,7 +214,19 @@ async fn deliver(
                 body: &body,
                 now: started,
             };
-            match send_bounded(shared, &url, request).await {
+            let span = info_span!(
+                "webhook attempt",
+                otel.kind = "client",
+                attempt,
+                http.response.status_code = tracing::field::Empty,
+            );
+            let sent = send_bounded(shared, &url, request)
+                .instrument(span.clone())
+                .await;
+            if let Some(status) = sent.as_ref().and_then(|r| r.status) {
+                span.record("http.response.status_code", status);
+            }
+            match sent {
                 Some(report) => report,
                 // Shutting down before the attempt started: hand it back.
                 None => return Disposition::Nak(Duration::ZERO),

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(service_kit::probe(config.health_addr));
     }
     // `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` for JSON lines.
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing();
     service_kit::install_metrics();
     // First SIGTERM/SIGINT drains; a second exits at once.
     let shutdown = service_kit::shutdown_on_signals();

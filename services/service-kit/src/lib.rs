@@ -1,13 +1,15 @@
 //! Edge plumbing shared by every service: the same at every edge, so it is
 //! written once.
 //!
-//! - Process edge, called from `main.rs` only: logging
-//!   ([`init_tracing`]), shutdown signals ([`shutdown_on_signals`]), the
-//!   container health check ([`is_healthcheck`], [`probe`]), the metrics
-//!   recorder ([`install_metrics`]).
+//! - Process edge, called from `main.rs` only: logging and traces
+//!   ([`init_tracing`], [`telemetry`]), shutdown signals
+//!   ([`shutdown_on_signals`]), the container health check
+//!   ([`is_healthcheck`], [`probe`]), the metrics recorder
+//!   ([`install_metrics`]).
 //! - HTTP edge, called by each service's `run`: serving with graceful
 //!   shutdown ([`serve_http`], [`serve_health`]), `/metrics`
-//!   ([`metrics_router`]) and `/readyz` ([`readiness`]).
+//!   ([`metrics_router`], or [`metrics_router_with_nats`] with NATS gauges
+//!   read at scrape time) and `/readyz` ([`readiness`]).
 //! - Config edge: every service's `Config` reads its environment through
 //!   [`env`].
 //!
@@ -15,25 +17,56 @@
 //! through `tracing`.
 
 pub mod env;
+mod scrape;
+pub mod telemetry;
+
+pub use scrape::metrics_router_with_nats;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Install the tracing subscriber: `RUST_LOG` filters (default `info`),
-/// `LOG_FORMAT=json` switches from human-readable lines to JSON.
-pub fn init_tracing() {
+/// Install the tracing subscriber: `RUST_LOG` filters the log lines
+/// (default `info`), `LOG_FORMAT=json` switches them from human-readable to
+/// JSON; with an OTLP endpoint configured, spans are also exported as
+/// traces ([`telemetry`]). Keep the returned guard until the service has
+/// stopped: dropping it flushes the last spans.
+pub fn init_tracing() -> telemetry::Telemetry {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT")
         .map(|v| v.eq_ignore_ascii_case("json"))
         .unwrap_or(false);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        builder.json().flatten_event(true).init();
+    let lines = tracing_subscriber::fmt::layer().with_target(false);
+    let lines = if json {
+        lines.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        builder.init();
+        lines.with_filter(filter).boxed()
+    };
+    let (telemetry, failed) = match telemetry::Telemetry::from_env(&binary_name()) {
+        Ok(t) => (t, None),
+        Err(e) => (telemetry::Telemetry::default(), Some(e)),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(telemetry.layer())
+        .init();
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, "traces are off: the OTLP exporter could not be set up");
     }
+    telemetry
+}
+
+/// This binary's file name (`api`, `signer`, ...): the default service name.
+fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "signing-gateway".to_owned())
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT; a second signal exits
@@ -131,8 +164,8 @@ pub async fn serve_health(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(topology)
-        .merge(metrics_router());
+        .with_state(topology.clone())
+        .merge(metrics_router_with_nats(topology));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -142,11 +175,14 @@ static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandl
     std::sync::OnceLock::new();
 
 /// Install the Prometheus recorder (once per process; `main` calls it).
-/// Histograms get explicit buckets, in seconds, from 1 ms to 30 s.
+/// Histograms get explicit buckets, in seconds, from 1 ms to 30 s; 1.8 s is
+/// the answer SLO's threshold (answers within 2 s, alerting at 1.8 s:
+/// ops/prometheus), so the share over it is counted, not interpolated.
 pub fn install_metrics() {
     METRICS.get_or_init(|| {
         let buckets = [
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.8, 2.0, 5.0, 10.0,
+            30.0,
         ];
         let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
         let recorder = match builder.set_buckets(&buckets) {
@@ -164,16 +200,19 @@ pub fn install_metrics() {
 pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new().route(
         "/metrics",
-        axum::routing::get(|| async {
-            let body = METRICS.get().map(|h| h.render()).unwrap_or_default();
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4",
-                )],
-                body,
-            )
-        }),
+        axum::routing::get(|| async { render_metrics() }),
+    )
+}
+
+/// The `/metrics` answer: the recorder's Prometheus text.
+fn render_metrics() -> impl axum::response::IntoResponse {
+    let body = METRICS.get().map(|h| h.render()).unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
     )
 }
 

@@ -246,6 +246,7 @@ mod tests {
             jobs: vec![WaitingJob {
                 id: "j".into(),
                 request_id: "r".into(),
+                trace: None,
             }],
             first_seen: UnixMillis(first_seen),
             attempts,

@@ -85,6 +85,7 @@ async fn tell(
         names::EVENTS_SUBJECT,
         &job.id,
         &job.request_id,
+        crate::job_traces::event_trace(job).as_ref(),
         &event,
     )
     .await?;

@@ -45,8 +45,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state((topo, health))
-        .merge(service_kit::metrics_router());
+        .with_state((topo.clone(), health))
+        .merge(service_kit::metrics_router_with_nats(topo));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

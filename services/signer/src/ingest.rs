@@ -11,9 +11,11 @@ use async_nats::jetstream::{
     AckKind, Message,
     consumer::{AckPolicy, pull},
 };
+use service_kit::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wire_contract::consume::consume;
 use wire_contract::messages::{JobEventV1, SignRequestV1};
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
@@ -69,6 +71,22 @@ async fn open(topo: &Topology) -> Result<pull::Stream, async_nats::Error> {
 
 async fn handle(topo: &Topology, view: &WorkView, clock: &dyn Clock, msg: Message) {
     let request_id = headers::request_id_of(msg.headers.as_ref());
+    // A child of the api's publish span; stored with the job (take_in), it
+    // is what the upstream attempt and the job's event continue later.
+    let span = tracing::info_span!("ingest", otel.kind = "consumer", request_id);
+    telemetry::continue_trace(&span, headers::trace_of(msg.headers.as_ref()).as_ref());
+    take_and_ack(topo, view, clock, msg, request_id)
+        .instrument(span)
+        .await;
+}
+
+async fn take_and_ack(
+    topo: &Topology,
+    view: &WorkView,
+    clock: &dyn Clock,
+    msg: Message,
+    request_id: String,
+) {
     let request = match decode::<SignRequestV1>("sign request", &msg.payload) {
         Ok(r) => r,
         Err(e) => {
@@ -117,6 +135,7 @@ async fn take_in(
             names::EVENTS_SUBJECT,
             &request.job_id,
             request_id,
+            telemetry::current_trace().as_ref(),
             &event,
         )
         .await?;
@@ -126,6 +145,7 @@ async fn take_in(
     let job = WaitingJob {
         id: request.job_id.clone(),
         request_id: request_id.to_owned(),
+        trace: telemetry::current_trace(),
     };
     let now = clock.now();
     let joined = update(

@@ -6,6 +6,7 @@
 //!   slot from the JetStream-held [`shared_budget`] (decided by the pure
 //!   [`budget`] rule), calls the [`upstream`] and records the outcome.
 //! - [`complete`] stores results and tells every waiting job.
+//! - [`job_traces`] says which job's trace a shared attempt belongs to.
 
 pub mod answers;
 pub mod budget;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod estimate;
 pub mod health;
 pub mod ingest;
+pub mod job_traces;
 pub mod scheduler;
 pub mod shared_budget;
 pub mod simulation;

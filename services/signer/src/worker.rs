@@ -14,6 +14,7 @@
 
 use crate::complete::complete_with_retry;
 use crate::health::Health;
+use crate::job_traces;
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use crate::shared_budget::{SharedBudget, Slot, Taken};
 use crate::upstream::{CallOutcome, Upstream};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use wire_contract::messages::Outcome;
 use wire_contract::pause::pause;
 use wire_contract::records::{CallNote, RecentCalls, ResultRecord, WorkItem};
@@ -104,6 +106,12 @@ impl Worker {
 
     /// Run until `shutdown`, then wait for calls in flight to be recorded.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Every outcome's series exists from the start at 0: a counter born
+        // at 1 shows no increase to Prometheus, so a first `misconfigured`
+        // call would not alert (ops/prometheus: UpstreamCredentialsRejected).
+        for outcome in ["signed", "retry_later", "misconfigured", "rejected"] {
+            metrics::counter!("upstream_calls_total", "outcome" => outcome).increment(0);
+        }
         let mut calls = JoinSet::new();
         while !shutdown.is_cancelled() {
             while calls.try_join_next().is_some() {}
@@ -115,6 +123,12 @@ impl Worker {
             let admission = match self.budget.peek(self.clock.as_ref()).await {
                 Ok((admission, occupied)) => {
                     metrics::gauge!("limiter_slots_used").set(occupied as f64);
+                    // The budget's size, so saturation and drain time can
+                    // be computed from the scrape alone (ops/prometheus).
+                    metrics::gauge!("limiter_slots_limit")
+                        .set(f64::from(self.budget.budget().limit));
+                    metrics::gauge!("limiter_window_seconds")
+                        .set(self.budget.budget().window.as_secs_f64());
                     metrics::gauge!("sign_pending_messages").set(candidates.len() as f64);
                     let oldest = candidates.iter().map(|c| c.first_seen).min();
                     metrics::gauge!("sign_oldest_pending_age_seconds")
@@ -252,7 +266,13 @@ impl Worker {
         self.view.poke();
     }
 
+    /// One upstream attempt, in its span ([`job_traces::attempt_span`]).
     async fn call(self: Arc<Self>, claimed: Claimed) {
+        let span = job_traces::attempt_span(&claimed.key, &claimed.item);
+        self.attempt(claimed).instrument(span).await;
+    }
+
+    async fn attempt(self: Arc<Self>, claimed: Claimed) {
         let Claimed {
             key,
             item,
@@ -270,6 +290,9 @@ impl Worker {
             return;
         };
         let latency_ms = started.elapsed().as_millis() as u64;
+        Span::current()
+            .record("outcome", outcome_label(&outcome))
+            .record("latency_ms", latency_ms);
         metrics::counter!("upstream_calls_total", "outcome" => outcome_label(&outcome))
             .increment(1);
         metrics::histogram!("upstream_call_duration_seconds")
@@ -393,6 +416,7 @@ impl Worker {
     }
 
     async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {
+        let span = tracing::info_span!("result write", jobs = item.jobs.len());
         if let Err(e) = complete_with_retry(
             &self.topo,
             key,
@@ -402,6 +426,7 @@ impl Worker {
             now,
             Duration::from_secs(120),
         )
+        .instrument(span)
         .await
         {
             tracing::error!(message_key = %key, error = %e, "could not store an outcome; the message will be retried when its lease expires");

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     if service_kit::is_healthcheck() {
         std::process::exit(service_kit::probe(config.addr));
     }
-    service_kit::init_tracing();
+    let _telemetry = service_kit::init_tracing();
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;

@@ -30,6 +30,9 @@ pub struct Delivery {
 struct Inner {
     deliveries: Mutex<Vec<Delivery>>,
     arrived: Notify,
+    /// Answer every webhook `500` (recording it all the same), so the
+    /// notifier retries and dead-letters (the Prometheus alerts test).
+    failing: bool,
 }
 
 /// The receiver; cloning shares the record.
@@ -46,7 +49,20 @@ pub const SECRET_B64: &str = "c2VjcmV0LWtleS1mb3Itc3lzdGVtLXRlc3RzLTAxMjM=";
 impl Receiver {
     /// Listen on a free port.
     pub async fn start() -> Self {
-        let inner = Arc::new(Inner::default());
+        Self::listen(Inner::default()).await
+    }
+
+    /// Listen on a free port and answer every webhook `500`.
+    pub async fn start_failing() -> Self {
+        Self::listen(Inner {
+            failing: true,
+            ..Inner::default()
+        })
+        .await
+    }
+
+    async fn listen(inner: Inner) -> Self {
+        let inner = Arc::new(inner);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
@@ -120,7 +136,11 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         signature_valid,
     });
     inner.arrived.notify_waiters();
-    StatusCode::NO_CONTENT
+    if inner.failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    }
 }
 
 fn verify(id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {

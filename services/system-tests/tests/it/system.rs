@@ -44,6 +44,11 @@ pub struct Options {
     /// nats-server nodes: 1, or 3 for a JetStream cluster (the services
     /// then get every node in `NATS_URL` and `NATS_REPLICAS=3`).
     pub nats_nodes: usize,
+    /// Export the services' traces to this OTLP/HTTP endpoint, in batches
+    /// sent every 100 ms.
+    pub otlp_endpoint: Option<String>,
+    /// The webhook receiver answers every webhook `500`.
+    pub failing_receiver: bool,
 }
 
 impl Default for Options {
@@ -64,6 +69,8 @@ impl Default for Options {
             nats_list: false,
             api_link_stalls: false,
             nats_nodes: 1,
+            otlp_endpoint: None,
+            failing_receiver: false,
         }
     }
 }
@@ -156,6 +163,12 @@ pub async fn spawn_system(opts: Options) -> System {
             ("UPSTREAM_RATE_WINDOW", window.clone()),
             ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".into()),
         ]);
+        if let Some(endpoint) = &opts.otlp_endpoint {
+            e.extend(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+            ]));
+        }
         e.extend(env(extra));
         e
     };
@@ -222,7 +235,11 @@ pub async fn spawn_system(opts: Options) -> System {
     wait_for_ok(&http, &format!("{sim_url}/healthz"), "upstream-sim").await;
     wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
     wait_for_ok(&http, &signer_health, "signer").await;
-    let receiver = Receiver::start().await;
+    let receiver = if opts.failing_receiver {
+        Receiver::start_failing().await
+    } else {
+        Receiver::start().await
+    };
     System {
         nats,
         sim,
@@ -273,6 +290,23 @@ impl System {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// `host:port` of the api's, the signer's and the notifier's `/metrics`,
+    /// for a Prometheus to scrape.
+    pub fn metrics_targets(&self) -> [(&'static str, String); 3] {
+        let authority = |url: &str| {
+            url.trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        [
+            ("api", authority(&self.api_url)),
+            ("signer", authority(&self.signer_health)),
+            ("notifier", authority(&self.notifier_health)),
+        ]
     }
 
     /// The URL of the (first) nats-server node.
