@@ -35,6 +35,14 @@ pub struct NatsSettings {
     pub replicas: usize,
 }
 
+/// How often a client pings its server. A server cut off by a partition
+/// sends no reset: the connection just goes quiet, and only missed pongs
+/// reveal it (async-nats gives up after two outstanding pings, so within
+/// about three intervals). The default, one minute, left services talking
+/// to a partitioned node for minutes; then they reconnect to another node
+/// of `NATS_URL`.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The most replicas JetStream supports for a stream.
 pub const MAX_REPLICAS: usize = 5;
 
@@ -73,6 +81,7 @@ pub async fn connect(
 ) -> Result<Topology, ConnectError> {
     let client = async_nats::ConnectOptions::new()
         .name(client_name)
+        .ping_interval(PING_INTERVAL)
         .retry_on_initial_connect()
         .connect(servers(&nats.url)?)
         .await

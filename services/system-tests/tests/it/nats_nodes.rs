@@ -43,8 +43,10 @@ impl NatsNodes {
                 } else {
                     String::new()
                 };
+                // Pings as in nats/cluster/common.conf.
                 let config = format!(
                     "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+                     ping_interval: \"2s\"\nping_max: 3\n\
                      jetstream {{\n  store_dir: {:?}\n}}\n{cluster}",
                     ports[i],
                     monitor_ports[i],
