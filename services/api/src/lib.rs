@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod problem;
 pub mod reply;
 pub mod request_id;
+pub mod request_labels;
 pub mod request_timeout;
 pub mod result_cache;
 pub mod results_watch;
@@ -51,7 +52,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(error_bodies::as_problems))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(request_id::assign))
-        .merge(service_kit::metrics_router_with_nats((*state.topo).clone()))
+        .merge(service_kit::metrics_router())
         .with_state(state)
 }
 
@@ -79,8 +80,13 @@ async fn healthz() -> &'static str {
     )
 )]
 async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
-    service_kit::readiness(&state.topo, std::time::Duration::from_millis(1500)).await
+    service_kit::readiness(&state.topo, READY_WITHIN).await
 }
+
+/// How long `/readyz` waits for NATS, and so the `nats_ready` gauge: below
+/// the usual 2 s probe timeout, so a slow NATS reads as not ready rather
+/// than as a probe that timed out.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Serve on `listener` until `shutdown`; requests in flight are answered.
 pub async fn run(
@@ -100,6 +106,11 @@ pub async fn run(
         );
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
+    tokio::spawn(service_kit::refresh_nats_gauges(
+        topo.clone(),
+        READY_WITHIN,
+        shutdown.clone(),
+    ));
     // Constant, exported so that the backlog's drain time can be compared
     // with it (ops/prometheus: BacklogDrainNearHorizon).
     ::metrics::gauge!("sign_backlog_horizon_seconds").set(config.backlog_horizon.as_secs_f64());

@@ -2,21 +2,19 @@
 //! published by [`crate::backlog_gauges`].
 //!
 //! Names follow Prometheus conventions: `_total` counters, `_seconds`
-//! histograms, labels with bounded values (the route template, not the path).
+//! histograms, labels with bounded values (the route template, not the path;
+//! standard methods, else `_OTHER`: [`request_labels`]).
 
-use axum::extract::{MatchedPath, Request};
+use crate::request_labels;
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
 
 /// Middleware: count and time every request by route and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let route = request_labels::route(&request);
+    let method = request_labels::method(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

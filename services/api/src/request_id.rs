@@ -5,7 +5,8 @@
 //! The request's span is the root of the job's trace, or a child of the
 //! caller's own span when the request carries a W3C `traceparent`.
 
-use axum::extract::{MatchedPath, Request};
+use crate::request_labels;
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,18 +26,17 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str());
-    // Named by route, not path: a job's status URL holds its id.
+    let route = request_labels::route(&request);
+    let method = request_labels::method(request.method());
+    // Named by route and standard method, never the raw path or method: a
+    // job's status URL holds its id, and callers choose both freely.
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {route}", request.method()),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         request_id = %id,
-        method = %request.method(),
-        path = %request.uri().path(),
+        method,
+        route = %route,
         http.response.status_code = tracing::field::Empty,
     );
     service_kit::telemetry::continue_trace(

@@ -51,6 +51,17 @@ impl TraceContext {
         })
     }
 
+    /// The same context without its `tracestate`: what is stored with each
+    /// waiting job, where a caller's vendor state (up to 512 bytes) would be
+    /// copied into every job sharing a work item; `traceparent` alone places
+    /// the later spans in the trace.
+    pub fn parent_only(self) -> Self {
+        Self {
+            tracestate: None,
+            ..self
+        }
+    }
+
     /// The trace id (32 hex digits) of a well-formed `traceparent`.
     pub fn trace_id(&self) -> Option<&str> {
         let mut parts = self.traceparent.split('-');
@@ -123,6 +134,11 @@ mod tests {
         let long_state = "a=".to_owned() + &"b".repeat(600);
         let trace = TraceContext::new(PARENT, Some(&long_state)).expect("valid parent");
         assert_eq!(trace.tracestate, None);
+        let stateful = TraceContext::new(PARENT, Some("k=v")).expect("valid");
+        assert_eq!(
+            stateful.parent_only(),
+            TraceContext::new(PARENT, None).expect("valid")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::payload::WebhookPayload;
 use crate::record;
 use async_nats::jetstream::{self, message::PublishMessage};
 use tracing::error;
-use wire_contract::headers::REQUEST_ID;
+use wire_contract::headers::{self, TraceContext};
 use wire_contract::messages::JobEventV1;
 use wire_contract::names::{DEAD_LETTER_SUBJECT, EVENTS_SUBJECT};
 use wire_contract::records::{DeliveryAttempt, DeliveryRecord, DeliveryState, JobRecord};
@@ -42,6 +42,12 @@ pub struct DeadLetterV1 {
     pub failed_at: UnixMillis,
     /// The notifier replica that gave up.
     pub notifier_id: String,
+    /// The job's trace where it was given up: the letter's publish carries
+    /// it, and so does a redrive's event, so the redriven delivery joins the
+    /// job's trace. Absent when traces were off (and in letters written
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// A dead letter could not be published, or a redrive failed.
@@ -85,9 +91,23 @@ pub async fn publish(
     let message = PublishMessage::build()
         .payload(encode(letter))
         .message_id(format!("{}.{revision}", letter.job_id))
-        .header(REQUEST_ID, letter.request_id.as_str());
-    send(js, subject(&letter.job_id), message).await
+        .headers(headers::with_request_id_and_trace(
+            &letter.request_id,
+            letter.trace.as_ref(),
+        ));
+    let duplicate = send(js, subject(&letter.job_id), message).await?;
+    // Counted when written, not read off the stream: the stream's count
+    // drops as letters expire or are purged, which would hide new ones
+    // (ops/prometheus: WebhookDeadLetters). A repeat JetStream dropped as a
+    // duplicate wrote nothing.
+    if !duplicate {
+        metrics::counter!(DEAD_LETTERS_TOTAL).increment(1);
+    }
+    Ok(())
 }
+
+/// Counter of dead letters written (by this replica, since it started).
+pub const DEAD_LETTERS_TOTAL: &str = "webhook_dead_letters_total";
 
 /// What [`redrive`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +172,10 @@ pub async fn redrive(
     let message = PublishMessage::build()
         .payload(encode(&letter.event))
         .message_id(format!("{id}.redrive.{new_revision}"))
-        .header(REQUEST_ID, letter.request_id.as_str());
+        .headers(headers::with_request_id_and_trace(
+            &letter.request_id,
+            letter.trace.as_ref(),
+        ));
     if let Err(err) = send(&topology.js, EVENTS_SUBJECT.to_owned(), message).await {
         // Without its event a Pending record would never move again (and
         // could not be redriven): put the old one back.
@@ -170,19 +193,22 @@ pub async fn redrive(
     Ok(Redriven::Requeued)
 }
 
+/// Publish and wait for JetStream's ack; `true` when it dropped the message
+/// as a duplicate of one already stored (same message id).
 async fn send(
     js: &jetstream::Context,
     subject: String,
     message: PublishMessage,
-) -> Result<(), DeadLetterError> {
+) -> Result<bool, DeadLetterError> {
     let fail = |source: async_nats::Error| DeadLetterError::Publish {
         subject: subject.clone(),
         source,
     };
-    js.send_publish(subject.clone(), message)
+    let ack = js
+        .send_publish(subject.clone(), message)
         .await
         .map_err(|e| fail(e.into()))?
         .await
         .map_err(|e| fail(e.into()))?;
-    Ok(())
+    Ok(ack.duplicate)
 }

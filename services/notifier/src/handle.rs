@@ -276,6 +276,7 @@ async fn deliver(
             attempts: planned.attempts,
             failed_at: finished,
             notifier_id: shared.config.notifier_id.clone(),
+            trace: telemetry::current_trace(),
         };
         if let Err(err) =
             dead_letter::publish(&shared.topology.js, &letter, delivery.revision).await

@@ -78,6 +78,9 @@ pub async fn run(
              set WEBHOOK_SECRET (and WEBHOOK_REQUIRE_SECRET=true) in production"
         );
     }
+    // From 0 at start: a counter born with its first dead letter shows no
+    // increase to Prometheus (ops/prometheus: WebhookDeadLetters).
+    metrics::counter!(dead_letter::DEAD_LETTERS_TOTAL).increment(0);
     let sender = deliver::Sender::new(&config)?;
     let redrives = redrive_service::serve(topology.clone(), shutdown.clone());
     let shared = Arc::new(Shared {

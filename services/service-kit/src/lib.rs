@@ -8,8 +8,8 @@
 //!   ([`install_metrics`]).
 //! - HTTP edge, called by each service's `run`: serving with graceful
 //!   shutdown ([`serve_http`], [`serve_health`]), `/metrics`
-//!   ([`metrics_router`], or [`metrics_router_with_nats`] with NATS gauges
-//!   read at scrape time) and `/readyz` ([`readiness`]).
+//!   ([`metrics_router`]), the NATS gauges it shows, refreshed in the
+//!   background ([`refresh_nats_gauges`]), and `/readyz` ([`readiness`]).
 //! - Config edge: every service's `Config` reads its environment through
 //!   [`env`].
 //!
@@ -17,10 +17,10 @@
 //! through `tracing`.
 
 pub mod env;
-mod scrape;
+mod nats_gauges;
 pub mod telemetry;
 
-pub use scrape::metrics_router_with_nats;
+pub use nats_gauges::{REFRESH_EVERY, refresh_nats_gauges};
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -149,9 +149,15 @@ pub fn is_healthcheck() -> bool {
     std::env::args().nth(1).as_deref() == Some("healthcheck")
 }
 
-/// Serve `/healthz` (alive) and `/readyz` (NATS, every stream and bucket
-/// answer within 2 s) on `listener` until `shutdown`: for workers that have
-/// no HTTP api of their own, so orchestrators can probe them.
+/// How long the `/readyz` of [`serve_health`] waits for NATS (and so how
+/// long its `nats_ready` gauge does).
+pub const WORKER_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serve `/healthz` (alive), `/readyz` (NATS, every stream and bucket
+/// answer within [`WORKER_READY_WITHIN`]) and `/metrics` on `listener`, and
+/// keep the NATS gauges fresh ([`refresh_nats_gauges`]), until `shutdown`:
+/// for workers that have no HTTP api of their own, so orchestrators can
+/// probe them.
 pub async fn serve_health(
     listener: tokio::net::TcpListener,
     topology: wire_contract::Topology,
@@ -159,16 +165,24 @@ pub async fn serve_health(
 ) -> std::io::Result<()> {
     use axum::{Router, extract::State, http::StatusCode, routing::get};
     async fn ready(State(topology): State<wire_contract::Topology>) -> (StatusCode, String) {
-        readiness(&topology, std::time::Duration::from_secs(2)).await
+        readiness(&topology, WORKER_READY_WITHIN).await
     }
+    let gauges = tokio::spawn(refresh_nats_gauges(
+        topology.clone(),
+        WORKER_READY_WITHIN,
+        shutdown.clone(),
+    ));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(topology.clone())
-        .merge(metrics_router_with_nats(topology));
-    axum::serve(listener, app)
+        .with_state(topology)
+        .merge(metrics_router());
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    // Ends on the same token; a panic in it is not this server's failure.
+    let _ = gauges.await;
+    served
 }
 
 static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
@@ -181,8 +195,7 @@ static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandl
 pub fn install_metrics() {
     METRICS.get_or_init(|| {
         let buckets = [
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.8, 2.0, 5.0, 10.0,
-            30.0,
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.8, 2.0, 5.0, 10.0, 30.0,
         ];
         let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
         let recorder = match builder.set_buckets(&buckets) {
@@ -196,7 +209,8 @@ pub fn install_metrics() {
     });
 }
 
-/// `GET /metrics` in Prometheus text format (empty until [`install_metrics`]).
+/// `GET /metrics` in Prometheus text format (empty until [`install_metrics`]):
+/// renders what the recorder holds, nothing is fetched per scrape.
 pub fn metrics_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new().route(
         "/metrics",

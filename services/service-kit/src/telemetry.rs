@@ -105,9 +105,24 @@ impl Telemetry {
     }
 
     fn stop(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(e) = provider.shutdown_with_timeout(FLUSH_WITHIN)
-        {
+        let Some(provider) = self.provider.take() else {
+            return;
+        };
+        // The shutdown blocks (up to FLUSH_WITHIN) waiting for the exporter's
+        // own thread. Dropped at the end of an async main, it runs on a
+        // runtime worker: block_in_place hands that worker's other tasks to
+        // another thread first. Only a multi-thread runtime can do that; on
+        // a current-thread one, or outside a runtime, there is nothing else
+        // this thread could be running, so it just blocks.
+        let flush = move || provider.shutdown_with_timeout(FLUSH_WITHIN);
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let stopped = if on_worker {
+            tokio::task::block_in_place(flush)
+        } else {
+            flush()
+        };
+        if let Err(e) = stopped {
             tracing::warn!(error = %e, "trace exporter did not shut down cleanly");
         }
     }
@@ -237,6 +252,7 @@ fn extract(trace: &TraceContext) -> Option<Context> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
@@ -310,7 +326,6 @@ mod tests {
 
     #[test]
     fn spans_continue_link_and_carry_contexts_through_a_real_pipeline() {
-        use tracing_subscriber::layer::SubscriberExt;
         let kept = Kept::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(kept.clone())
@@ -347,6 +362,38 @@ mod tests {
             .map(|l| l.span_context.span_id().to_string())
             .collect();
         assert_eq!(links, ["b7ad6b7169203331"]);
+    }
+
+    /// Dropped inside a multi-thread runtime, as at the end of an async
+    /// main: the flush must not block the worker (block_in_place panics if
+    /// called where it cannot hand the worker's tasks off, so this also
+    /// proves the flavour check).
+    #[test]
+    fn dropping_the_pipeline_inside_a_runtime_flushes_without_panicking() {
+        for multi in [true, false] {
+            let mut runtime = if multi {
+                tokio::runtime::Builder::new_multi_thread()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let runtime = runtime.enable_all().build().expect("a runtime");
+            let kept = Kept::default();
+            runtime.block_on(async {
+                let provider = SdkTracerProvider::builder()
+                    .with_batch_exporter(kept.clone())
+                    .build();
+                let telemetry = Telemetry {
+                    provider: Some(provider),
+                };
+                let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+                tracing::subscriber::with_default(subscriber, || {
+                    drop(tracing::info_span!("last"));
+                });
+                drop(telemetry);
+            });
+            let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).len();
+            assert_eq!(spans, 1, "the last span was flushed (multi: {multi})");
+        }
     }
 
     #[test]

@@ -35,21 +35,33 @@ impl Health {
     }
 }
 
-/// Serve health endpoints on `listener` until `shutdown`.
+/// How long `/readyz` waits for NATS, and so the `nats_ready` gauge.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serve health endpoints and `/metrics` on `listener`, and keep the NATS
+/// gauges fresh, until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     topo: Topology,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let gauges = tokio::spawn(service_kit::refresh_nats_gauges(
+        topo.clone(),
+        READY_WITHIN,
+        shutdown.clone(),
+    ));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state((topo.clone(), health))
-        .merge(service_kit::metrics_router_with_nats(topo));
-    axum::serve(listener, app)
+        .with_state((topo, health))
+        .merge(service_kit::metrics_router());
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    // Ends on the same token; a panic in it is not this server's failure.
+    let _ = gauges.await;
+    served
 }
 
 async fn ready(State((topo, health)): State<(Topology, Arc<Health>)>) -> (StatusCode, String) {
@@ -59,5 +71,5 @@ async fn ready(State((topo, health)): State<(Topology, Arc<Health>)>) -> (Status
             "upstream rejects our credentials (UPSTREAM_API_KEY)".into(),
         );
     }
-    service_kit::readiness(&topo, std::time::Duration::from_secs(2)).await
+    service_kit::readiness(&topo, READY_WITHIN).await
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wire_contract::consume::consume;
+use wire_contract::headers::TraceContext;
 use wire_contract::messages::{JobEventV1, SignRequestV1};
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
 use wire_contract::time::Clock;
@@ -145,7 +146,8 @@ async fn take_in(
     let job = WaitingJob {
         id: request.job_id.clone(),
         request_id: request_id.to_owned(),
-        trace: telemetry::current_trace(),
+        // traceparent only: a caller's tracestate is not kept per job.
+        trace: telemetry::current_trace().map(TraceContext::parent_only),
     };
     let now = clock.now();
     let joined = update(

@@ -459,6 +459,58 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_redrives_carry_the_jobs_trace() {
+    use futures::StreamExt;
+    use wire_contract::headers::{TraceContext, request_id_of, trace_of};
+    use wire_contract::names::DEAD_LETTER_SUBJECTS;
+    let mut it = Harness::start().await;
+    it.receiver.script("gone", 1, 410);
+    it.job("job-gone", Some("gone"), Some(Reply::Deferred), now())
+        .await;
+    it.settled("job-gone", DeliveryState::Failed).await;
+    let letters = dead_letters(&it.topology, 1).await;
+    // Traces are off in this process, so the letter carries none; give it
+    // the job's trace as a traced notifier would have.
+    let trace = TraceContext::new(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        Some("k=v"),
+    );
+    let traced = DeadLetterV1 {
+        trace: trace.clone(),
+        ..letters.get("job-gone").unwrap().clone()
+    };
+    // Core subscriptions see JetStream publishes too (the events stream is
+    // a work queue: the notifier would take the stored copy).
+    let client = it.topology.js.client();
+    let mut letters_seen = client.subscribe(DEAD_LETTER_SUBJECTS).await.unwrap();
+    let mut events_seen = client.subscribe(EVENTS_SUBJECT).await.unwrap();
+    client.flush().await.unwrap();
+
+    notifier::dead_letter::publish(&it.topology.js, &traced, 1_000)
+        .await
+        .unwrap();
+    let letter = tokio::time::timeout(WAIT, letters_seen.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace_of(letter.headers.as_ref()), trace, "dead letter");
+    assert_eq!(request_id_of(letter.headers.as_ref()), "req-job-gone");
+
+    assert_eq!(
+        notifier::redrive(&it.topology, &traced).await.unwrap(),
+        Redriven::Requeued
+    );
+    let event = tokio::time::timeout(WAIT, events_seen.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace_of(event.headers.as_ref()), trace, "redriven event");
+    assert_eq!(request_id_of(event.headers.as_ref()), "req-job-gone");
+    it.settled("job-gone", DeliveryState::Delivered).await;
+    it.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_retry_schedule_runs_to_its_end_without_jetstream_giving_up() {
     // Every retry is a redelivery of the same event (a delayed NAK): a
     // consumer capped at fewer deliveries than the schedule has attempts

@@ -218,16 +218,46 @@ fn prometheus_rules_pass_promtool_check_and_their_unit_tests() {
     eprintln!("promtool test rules {}:\n{text}", tests.join(" "));
 }
 
+/// The alerts that unit tests in `text` expect to fire at least once: an
+/// `alertname:` whose `exp_alerts:` is a list of alerts, not `[]`.
+fn firing_in(text: &str) -> BTreeSet<String> {
+    let mut firing = BTreeSet::new();
+    let mut alert: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("alertname:") {
+            alert = Some(name.trim().trim_matches('\'').trim_matches('"').to_owned());
+        } else if let Some(expected) = line.strip_prefix("exp_alerts:")
+            && let Some(name) = alert.take()
+            && expected.trim().is_empty()
+        {
+            firing.insert(name);
+        }
+    }
+    firing
+}
+
 #[test]
 fn prometheus_every_alert_has_a_unit_test_and_a_runbook() {
     let alerts = alert_names();
     assert!(alerts.len() >= 10, "alerts found: {alerts:?}");
     let tests_dir = rules_dir().join("tests");
-    let tested: BTreeSet<String> = std::fs::read_dir(&tests_dir)
+    let test_texts: Vec<String> = std::fs::read_dir(&tests_dir)
         .expect("ops/prometheus/tests")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .flat_map(|p| values_of(&read(p), "alertname"))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .map(read)
         .collect();
+    let tested: BTreeSet<String> = test_texts
+        .iter()
+        .flat_map(|t| values_of(t, "alertname"))
+        .collect();
+    // A test that only expects silence passes for an alert that never fires.
+    let firing: BTreeSet<String> = test_texts.iter().flat_map(|t| firing_in(t)).collect();
+    let never_fired: Vec<&String> = alerts.difference(&firing).collect();
+    assert!(
+        never_fired.is_empty(),
+        "alerts no unit test expects to fire: {never_fired:?}"
+    );
     let untested: Vec<&String> = alerts.difference(&tested).collect();
     assert!(
         untested.is_empty(),
@@ -267,6 +297,25 @@ fn prometheus_dashboard_is_built_from_exactly_the_recording_rules() {
         unused.is_empty(),
         "recording rules not on the dashboard: {unused:?}"
     );
+}
+
+#[test]
+fn prometheus_firing_cases_are_told_from_quiet_ones() {
+    let text = "
+      - eval_time: 2m
+        alertname: Quiet
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: Fires
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+      - eval_time: 9m
+        alertname: 'AlsoQuiet'
+        exp_alerts: []
+";
+    let firing: Vec<String> = firing_in(text).into_iter().collect();
+    assert_eq!(firing, ["Fires"]);
 }
 
 #[test]
