@@ -21,6 +21,16 @@
 #                     file, and its in-memory audit is saved just before
 #                     the `down` and merged by e2e.py --audit-before)
 #      scale-signer   `up --scale signer=3`: three replicas share one limit
+#    and on the three-node cluster (docker-compose.cluster.yml over
+#    docker-compose.yml: nats, nats-2, nats-3 with NATS_REPLICAS=3, two
+#    replicas each of api, signer and notifier; the burst alternates between
+#    the two apis and job status is read from the second):
+#      cluster-kill-node  `docker kill` of nats-2 mid-burst, `start` it again
+#      cluster-partition  nats-3 cut off the network for 30 s mid-burst
+#                         (`docker network disconnect`/`connect`)
+#      cluster-rolling    `restart` of nats, nats-2, nats-3, one at a time,
+#                         each healthy again before the next
+#      cluster-down-up    `down` (volumes kept) mid-burst, then `up`
 #    The clean scenario also checks the README's demo: a webhook to the
 #    simulator's inbox (http://upstream-sim:8081/webhooks/inbox).
 #    Each burst is COMPOSE_TEST_COUNT (default 30) distinct messages with a
@@ -49,7 +59,7 @@ repo="$(pwd)"
 
 count="${COMPOSE_TEST_COUNT:-30}"
 e2e_timeout="${COMPOSE_TEST_E2E_TIMEOUT:-180}"
-scenarios="${COMPOSE_TEST_SCENARIOS:-clean kill-signer kill-notifier kill-nats down-up scale-signer}"
+scenarios="${COMPOSE_TEST_SCENARIOS:-clean kill-signer kill-notifier kill-nats down-up scale-signer cluster-kill-node cluster-partition cluster-rolling cluster-down-up}"
 run="$(date +%m%d-%H%M%S)"
 logdir="$repo/.e2e/compose-test/$run"
 mkdir -p "$logdir"
@@ -64,7 +74,13 @@ command -v openssl >/dev/null 2>&1 || { echo "compose-test: openssl is needed (s
 
 # ------------------------------------------------------------ cleanup
 : >"$work/empty.env"   # ignore any developer .env next to docker-compose.yml
-files=(-f docker-compose.yml -f "$work/compose.test.yml")
+single=(-f docker-compose.yml -f "$work/compose.test.yml")
+cluster=(-f docker-compose.yml -f docker-compose.cluster.yml -f "$work/compose.test.yml")
+files=("${single[@]}")
+# The services of the deployment under test, and those that call NATS and
+# the simulator (stopped first on `down`); set per scenario.
+deployed="nats upstream-sim signer notifier api"
+workers="api notifier signer"
 projects=()
 bg_pids=()
 cleanup() {
@@ -74,7 +90,8 @@ cleanup() {
   for p in "${projects[@]}"; do
     [ -n "$p" ] || continue
     say "cleanup: removing project $p (containers, network, volumes)"
-    timeout 120 "${COMPOSE[@]}" --env-file "$work/empty.env" -p "$p" "${files[@]}" \
+    # With the cluster's files: they name every service of either deployment.
+    timeout 120 "${COMPOSE[@]}" --env-file "$work/empty.env" -p "$p" "${cluster[@]}" \
       down -v --remove-orphans -t 5 >>"$logdir/cleanup.log" 2>&1
   done
   rm -rf "$work"
@@ -116,7 +133,7 @@ health() { # service -> health status of its (first) container
 is_healthy() { [ "$(health "$1")" = healthy ]; }
 all_healthy() {
   local s cid c
-  for s in nats upstream-sim signer notifier api; do
+  for s in $deployed; do
     # every replica of the service
     cid="$(compose ps -q "$s" 2>/dev/null)"
     [ -n "$cid" ] || return 1
@@ -252,11 +269,26 @@ failed=0
 scenario() {
   local name="$1"
   local slog="$logdir/$name.log" elog="$logdir/$name.e2e.log"
-  local note="" ok=1 rc=0 e2e_pid rport started cid
+  local note="" ok=1 rc=0 e2e_pid rport started cid apis
   project="ct-$run-$name"
   projects+=("$project")
-  export API_PORT SIM_PORT SIM_SEED
+  export API_PORT API_PORT_2 SIM_PORT SIM_SEED
   API_PORT="$(free_port)"
+  API_PORT_2="$(free_port)"
+  apis="http://127.0.0.1:$API_PORT"
+  case "$name" in
+    cluster-*)
+      files=("${cluster[@]}")
+      apis="$apis,http://127.0.0.1:$API_PORT_2"
+      deployed="nats nats-2 nats-3 upstream-sim signer notifier api api-2"
+      workers="api api-2 notifier signer"
+      ;;
+    *)
+      files=("${single[@]}")
+      deployed="nats upstream-sim signer notifier api"
+      workers="api notifier signer"
+      ;;
+  esac
   SIM_PORT="$(free_port)"
   SIM_SEED="$((RANDOM * 32768 + RANDOM))"
   rport="$(free_port "$gateway")"
@@ -291,9 +323,9 @@ scenario() {
 
   local extra=()
   case "$name" in clean | scale-signer) ;; *) extra+=(--allow-redelivery) ;; esac
-  [ "$name" = down-up ] && extra+=(--audit-before "$work/audit-before-$name.json")
+  case "$name" in *down-up) extra+=(--audit-before "$work/audit-before-$name.json") ;; esac
   if ((ok)); then
-    python3 scripts/e2e.py --api "http://127.0.0.1:$API_PORT" --sim "http://127.0.0.1:$SIM_PORT" \
+    python3 scripts/e2e.py --api "$apis" --sim "http://127.0.0.1:$SIM_PORT" \
       --count "$count" --receiver-bind "$gateway:$rport" \
       --receiver-url "http://host.docker.internal:$rport/hook" \
       --webhook-secret "$WEBHOOK_SECRET" --timeout "$e2e_timeout" --run-id "$name-$run" \
@@ -348,13 +380,60 @@ scenario() {
               fi
             fi
             ;;
-          down-up)
+          cluster-kill-node)
+            local t
+            cid="$(compose ps -q nats-2)"
+            docker kill "$cid" >>"$slog" 2>&1
+            say "[$name] docker kill nats-2 at webhooks $at"
+            wait_for "more webhooks with nats-2 down" 60 more_webhooks "$elog" "$((${at%/*} + 3))" || true
+            t=$SECONDS
+            compose start nats-2 >>"$slog" 2>&1 || true
+            if wait_for "all services healthy" 120 all_healthy; then
+              note="nats-2 killed at webhooks $at, webhooks at $(progress "$elog") when started again; healthy in $((SECONDS - t))s"
+            else
+              note="nats-2 did not come back healthy"
+              ok=0
+            fi
+            ;;
+          cluster-partition)
+            local t net="${project}_default"
+            cid="$(compose ps -q nats-3)"
+            docker network disconnect "$net" "$cid" >>"$slog" 2>&1
+            say "[$name] nats-3 cut off from $net at webhooks $at, for 30 s"
+            sleep 30
+            # The service name is an alias on the network: given back, or the
+            # other nodes' routes to `nats-3` would not resolve.
+            docker network connect --alias nats-3 "$net" "$cid" >>"$slog" 2>&1
+            t=$SECONDS
+            if wait_for "all services healthy" 120 all_healthy; then
+              note="nats-3 partitioned for 30 s from webhooks $at to $(progress "$elog"); healthy $((SECONDS - t))s after reconnecting"
+            else
+              note="not healthy after the partition healed"
+              ok=0
+            fi
+            ;;
+          cluster-rolling)
+            local node t
+            note="rolling restart from webhooks $at:"
+            for node in nats nats-2 nats-3; do
+              t=$SECONDS
+              compose restart -t 30 "$node" >>"$slog" 2>&1
+              if wait_for "$node healthy" 120 is_healthy "$node" && wait_for "all services healthy" 120 all_healthy; then
+                note="$note $node healthy in $((SECONDS - t))s (webhooks $(progress "$elog"));"
+              else
+                note="$note $node did not come back healthy"
+                ok=0
+                break
+              fi
+            done
+            ;;
+          down-up | cluster-down-up)
             local t
             # `down` stops api, notifier and signer before the simulator and
             # nats. Doing that first lets the simulator's in-memory audit be
             # saved once nothing calls it any more; e2e.py merges it with the
             # audit after `up` and re-checks the window across the restart.
-            compose stop api notifier signer >>"$slog" 2>&1
+            compose stop $workers >>"$slog" 2>&1
             curl -fsS --max-time 10 "http://127.0.0.1:$SIM_PORT/admin/audit" >"$work/audit.tmp" \
               && mv "$work/audit.tmp" "$work/audit-before-$name.json"
             compose down >>"$slog" 2>&1
@@ -432,6 +511,7 @@ PY
 for s in $scenarios; do
   case "$s" in
     clean | kill-signer | kill-notifier | kill-nats | down-up | scale-signer) scenario "$s" ;;
+    cluster-kill-node | cluster-partition | cluster-rolling | cluster-down-up) scenario "$s" ;;
     *) say "unknown scenario $s"; failed=1 ;;
   esac
 done

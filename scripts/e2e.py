@@ -211,12 +211,13 @@ class Answer:
         return self.body.get("id") if isinstance(self.body, dict) else None
 
 
-def send_burst(api: str, messages: list[str], webhook_url: str, methods: list[str]) -> list[Answer]:
+def send_burst(apis: list[str], messages: list[str], webhook_url: str, methods: list[str]) -> list[Answer]:
     answers: list[Answer | None] = [None] * len(messages)
     gate = threading.Barrier(len(messages))
 
     def one(i: int, message: str) -> None:
         method = methods[i % len(methods)]
+        api = apis[i % len(apis)]
         if method == "POST":
             url, body = f"{api}/crypto/sign", {"message": message, "webhook_url": webhook_url}
         else:
@@ -308,7 +309,9 @@ class Verdict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--api", required=True, help="api base URL, e.g. http://127.0.0.1:8080")
+    ap.add_argument("--api", required=True,
+                    help="api base URL, e.g. http://127.0.0.1:8080; several comma-separated (replicas): "
+                         "the burst alternates between them, and each job's status is read from the last")
     ap.add_argument("--sim", required=True, help="simulator base URL, e.g. http://127.0.0.1:8081")
     ap.add_argument("--count", type=int, default=30, help="messages in the burst (default 30)")
     ap.add_argument("--receiver-bind", required=True, help="HOST:PORT the webhook receiver listens on")
@@ -340,7 +343,10 @@ def main() -> int:
             secret = parse_secret(args.webhook_secret)
         except ValueError as e:
             ap.error(str(e))
-    api = args.api.rstrip("/")
+    apis = [a.strip().rstrip("/") for a in args.api.split(",") if a.strip()]
+    # Status is read from another replica than the one that took the
+    # request (when there are several): any replica must know every job.
+    api = apis[-1]
     sim = args.sim.rstrip("/")
     run_id = args.run_id or f"e2e-{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
     verdict = Verdict()
@@ -352,7 +358,7 @@ def main() -> int:
     # ---- burst
     messages = [f"{run_id}-message-{i:03d}" for i in range(args.count)]
     burst_started = time.monotonic()
-    answers = send_burst(api, messages, args.receiver_url, methods)
+    answers = send_burst(apis, messages, args.receiver_url, methods)
     burst_took = time.monotonic() - burst_started
     by_status: dict[int, int] = {}
     for a in answers:

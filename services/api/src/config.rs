@@ -8,8 +8,8 @@ use std::{net::SocketAddr, time::Duration};
 pub struct Config {
     /// `host:port` to listen on.
     pub addr: SocketAddr,
-    /// NATS server URL(s).
-    pub nats_url: String,
+    /// NATS servers and replicas (`NATS_URL`, `NATS_REPLICAS`).
+    pub nats: wire_contract::NatsSettings,
     /// How long a request waits for its signature before answering 202,
     /// counted from receipt. At most [`MAX_SIGN_WAIT`].
     pub sign_wait: Duration,
@@ -52,7 +52,7 @@ impl Config {
     pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let config = Self {
             addr: env.parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
+            nats: service_kit::env::nats(env)?,
             sign_wait: env.duration("SIGN_WAIT", Duration::from_millis(1500))?,
             max_message_bytes: env.parse("MAX_MESSAGE_BYTES", 4096)?,
             webhook_allowed_cidrs: env.list("WEBHOOK_ALLOWED_CIDRS")?,

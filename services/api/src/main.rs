@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     service_kit::install_metrics();
     tracing::info!(?config, "api starting");
     let shutdown = service_kit::shutdown_on_signals();
-    let topo = wire_contract::connect(&config.nats_url, "api", Duration::from_secs(60))
+    let topo = wire_contract::connect(&config.nats, "api", Duration::from_secs(60))
         .await
         .context("connecting to NATS")?;
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -24,6 +24,28 @@ pub enum ConnectError {
     Topology(TopologyError),
 }
 
+/// Where NATS is, and how many copies of every stream and bucket it keeps:
+/// `NATS_URL` and `NATS_REPLICAS`, the same for every service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// Server URL(s), comma-separated; checked by [`servers`].
+    pub url: String,
+    /// Replicas of every stream and bucket: 1 on a single server, 3 on a
+    /// three-node cluster. Start-up raises replicas to this, never lowers.
+    pub replicas: usize,
+}
+
+/// How often a client pings its server. A server cut off by a partition
+/// sends no reset: the connection just goes quiet, and only missed pongs
+/// reveal it (async-nats gives up after two outstanding pings, so within
+/// about three intervals). The default, one minute, left services talking
+/// to a partitioned node for minutes; then they reconnect to another node
+/// of `NATS_URL`.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The most replicas JetStream supports for a stream.
+pub const MAX_REPLICAS: usize = 5;
+
 /// The servers of a comma-separated `NATS_URL`
 /// (`nats://a:4222,nats://b:4222`): the client connects to any of them and
 /// reconnects to the others (and to those the cluster gossips) if one goes.
@@ -53,20 +75,21 @@ pub fn servers(nats_url: &str) -> Result<Vec<async_nats::ServerAddr>, ConnectErr
 /// topology, retrying for up to `patience` so services can start in any
 /// order (compose starts them together).
 pub async fn connect(
-    nats_url: &str,
+    nats: &NatsSettings,
     client_name: &str,
     patience: Duration,
 ) -> Result<Topology, ConnectError> {
     let client = async_nats::ConnectOptions::new()
         .name(client_name)
+        .ping_interval(PING_INTERVAL)
         .retry_on_initial_connect()
-        .connect(servers(nats_url)?)
+        .connect(servers(&nats.url)?)
         .await
         .map_err(ConnectError::Connect)?;
     let js = jetstream::new(client);
     let started = std::time::Instant::now();
     loop {
-        match Topology::ensure(js.clone()).await {
+        match Topology::ensure(js.clone(), nats.replicas).await {
             Ok(t) => return Ok(t),
             Err(e) if started.elapsed() < patience => {
                 tracing::warn!(error = %e, "JetStream not ready yet; retrying");

@@ -26,7 +26,7 @@ pub mod time;
 pub mod topology;
 pub mod update;
 
-pub use connect::{ConnectError, connect};
+pub use connect::{ConnectError, NatsSettings, connect};
 pub use store::{RecordError, Versioned, load, remove, save};
 pub use topology::Topology;
 

@@ -4,6 +4,17 @@
 //! up first. `create_or_update_*` is used (not `get_or_create_*`, which
 //! returns an existing stream without comparing its config), so a changed
 //! config here reaches a running server on the next deploy.
+//!
+//! Replicas are the exception: an operator may have raised them by hand
+//! (`nats stream edit --replicas 3`), so start-up keeps the larger of what it
+//! finds and `NATS_REPLICAS` ([`replicas_to_keep`]), and logs both.
+//!
+//! On a cluster, a stream with R replicas acknowledges a write only once a
+//! majority of its replicas have it (JetStream's Raft commit), so every write
+//! the services rely on (job record, request publish, reply claim, limiter
+//! compare-and-set, delivery record) is quorum-acknowledged with R = 3.
+//! Without a quorum no write commits: the api answers 503 and the signer makes
+//! no upstream call (its limiter write cannot land).
 
 use crate::names;
 use async_nats::jetstream::{
@@ -54,28 +65,39 @@ pub struct Topology {
     pub limiter: kv::Store,
     /// Webhook deliveries.
     pub deliveries: kv::Store,
+    /// The replicas asked for (`NATS_REPLICAS`), for [`Topology::recreate`].
+    pub replicas: usize,
 }
 
 impl Topology {
-    /// Create (or bring up to date) every stream and bucket, and open them.
-    pub async fn ensure(js: jetstream::Context) -> Result<Self, TopologyError> {
+    /// Create (or bring up to date) every stream and bucket with at least
+    /// `replicas` replicas, and open them.
+    pub async fn ensure(js: jetstream::Context, replicas: usize) -> Result<Self, TopologyError> {
         for (name, config) in stream_configs() {
+            let stream_error = |e: async_nats::Error| TopologyError::Stream { name, source: e };
+            let found = found_replicas(&js, name).await.map_err(stream_error)?;
+            let config = stream::Config {
+                num_replicas: replicas_to_keep(name, found, replicas),
+                ..config
+            };
             js.create_or_update_stream(config)
                 .await
-                .map_err(|e| TopologyError::Stream {
-                    name,
-                    source: e.into(),
-                })?;
+                .map_err(|e| stream_error(e.into()))?;
         }
         let open = |name: &'static str, max_age: Duration| {
             let js = js.clone();
             async move {
-                js.create_or_update_key_value(bucket_config(name, max_age))
+                let bucket_error = |e: async_nats::Error| TopologyError::Bucket { name, source: e };
+                let found = found_replicas(&js, &format!("KV_{name}"))
                     .await
-                    .map_err(|e| TopologyError::Bucket {
-                        name,
-                        source: e.into(),
-                    })
+                    .map_err(bucket_error)?;
+                let config = kv::Config {
+                    num_replicas: replicas_to_keep(name, found, replicas),
+                    ..bucket_config(name, max_age)
+                };
+                js.create_or_update_key_value(config)
+                    .await
+                    .map_err(|e| bucket_error(e.into()))
             }
         };
         Ok(Self {
@@ -85,7 +107,13 @@ impl Topology {
             limiter: open(names::LIMITER_BUCKET, Duration::ZERO).await?,
             deliveries: open(names::DELIVERIES_BUCKET, JOB_RETENTION).await?,
             js,
+            replicas,
         })
+    }
+
+    /// Create again whatever an operator deleted (same replicas).
+    pub async fn recreate(&self) -> Result<Self, TopologyError> {
+        Self::ensure(self.js.clone(), self.replicas).await
     }
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
@@ -113,6 +141,47 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// The replicas of stream `stream` now, `None` when it does not exist yet.
+async fn found_replicas(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<Option<usize>, async_nats::Error> {
+    use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
+    match js.get_stream(stream).await {
+        Ok(s) => Ok(Some(s.cached_info().config.num_replicas)),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Ok(None)
+            }
+            _ => Err(e.into()),
+        },
+    }
+}
+
+/// The replicas `name` gets: `wanted`, or more if an operator set more
+/// (never fewer: lowering replicas is an operator's decision, not a
+/// deploy's). Logs what it found when that differs from what it keeps.
+pub fn replicas_to_keep(name: &str, found: Option<usize>, wanted: usize) -> usize {
+    let keep = found.unwrap_or(0).max(wanted).max(1);
+    match found {
+        Some(found) if found != keep => {
+            tracing::info!(name, found, wanted, keep, "raising replicas");
+        }
+        Some(found) if found > wanted => {
+            tracing::info!(
+                name,
+                found,
+                wanted,
+                keep,
+                "keeping the replicas an operator set (more than NATS_REPLICAS)"
+            );
+        }
+        Some(found) => tracing::debug!(name, found, "replicas as wanted"),
+        None => tracing::info!(name, replicas = keep, "creating"),
+    }
+    keep
 }
 
 /// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`,
@@ -173,6 +242,18 @@ fn bucket_config(name: &'static str, max_age: Duration) -> kv::Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_are_raised_to_the_setting_and_never_lowered() {
+        assert_eq!(replicas_to_keep("s", None, 1), 1);
+        assert_eq!(replicas_to_keep("s", None, 3), 3);
+        assert_eq!(replicas_to_keep("s", Some(1), 3), 3);
+        assert_eq!(replicas_to_keep("s", Some(3), 1), 3);
+        assert_eq!(replicas_to_keep("s", Some(3), 3), 3);
+        assert_eq!(replicas_to_keep("s", Some(5), 3), 5);
+        // A stream reporting 0 (older servers' "default") is one replica.
+        assert_eq!(replicas_to_keep("s", Some(0), 1), 1);
+    }
 
     #[test]
     fn each_stream_is_named_once_and_keeps_its_settings() {

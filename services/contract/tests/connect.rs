@@ -13,7 +13,14 @@ async fn a_server_list_with_a_dead_first_entry_still_connects() {
     let list = format!("{dead},{}", n.url);
     let topo = tokio::time::timeout(
         Duration::from_secs(20),
-        wire_contract::connect(&list, "connect-test", Duration::from_secs(10)),
+        wire_contract::connect(
+            &wire_contract::NatsSettings {
+                url: list,
+                replicas: 1,
+            },
+            "connect-test",
+            Duration::from_secs(10),
+        ),
     )
     .await
     .expect("connected in time")

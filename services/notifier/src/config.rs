@@ -29,8 +29,8 @@ pub enum SecretOrigin {
 /// The notifier's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// NATS server URL(s), comma-separated (`NATS_URL`).
-    pub nats_url: String,
+    /// NATS servers and replicas (`NATS_URL`, `NATS_REPLICAS`).
+    pub nats: wire_contract::NatsSettings,
     /// Keys that sign every webhook; more than one during a rotation
     /// (`WEBHOOK_SECRET`, comma-separated `whsec_…`). Redacted in `Debug`.
     pub signing_keys: Vec<SigningKey>,
@@ -101,7 +101,7 @@ impl Config {
             ));
         }
         Ok(Self {
-            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
+            nats: service_kit::env::nats(env)?,
             signing_keys,
             secret_origin,
             timeout,
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn defaults_work_for_a_demo() {
         let c = config(&[]).expect("defaults");
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(c.secret_origin, SecretOrigin::Generated);
         assert_eq!(c.signing_keys.len(), 1);
         assert_eq!(c.timeout, Duration::from_secs(15));

@@ -176,7 +176,7 @@ async fn open(topology: &Topology, batch: usize) -> Result<pull::Stream, async_n
         Ok(stream) => stream,
         Err(err) => {
             debug!(error = %err, "events stream not found; recreating the topology");
-            Topology::ensure(topology.js.clone()).await?;
+            topology.recreate().await?;
             topology.js.get_stream(EVENTS_STREAM).await?
         }
     };

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     // First SIGTERM/SIGINT drains; a second exits at once.
     let shutdown = service_kit::shutdown_on_signals();
     let client_name = format!("notifier {}", config.notifier_id);
-    let topology = wire_contract::connect(&config.nats_url, &client_name, NATS_PATIENCE)
+    let topology = wire_contract::connect(&config.nats, &client_name, NATS_PATIENCE)
         .await
         .context("connecting to NATS")?;
     let listener = tokio::net::TcpListener::bind(config.health_addr)

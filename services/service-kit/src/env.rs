@@ -235,6 +235,28 @@ where
         .transpose()
 }
 
+/// Where NATS is and how many replicas every stream and bucket keeps
+/// (`NATS_URL`, `NATS_REPLICAS`): read the same way by every service, and
+/// checked here so a bad server list stops the service at start.
+///
+/// # Errors
+/// A `NATS_URL` entry that is not a NATS URL, or replicas outside 1..=5.
+pub fn nats(env: &Env) -> Result<wire_contract::NatsSettings, ConfigError> {
+    let url = env.text("NATS_URL", "nats://127.0.0.1:4222");
+    wire_contract::connect::servers(&url).map_err(|e| ConfigError::new("NATS_URL", e))?;
+    let replicas = env.parse("NATS_REPLICAS", 1usize)?;
+    if !(1..=wire_contract::connect::MAX_REPLICAS).contains(&replicas) {
+        return Err(ConfigError::new(
+            "NATS_REPLICAS",
+            format!(
+                "{replicas} is out of range: 1 (one server) to {} (3 on a three-node cluster)",
+                wire_contract::connect::MAX_REPLICAS
+            ),
+        ));
+    }
+    Ok(wire_contract::NatsSettings { url, replicas })
+}
+
 /// Between the host name and the process id in every default replica id.
 pub const REPLICA_ID_SEPARATOR: char = '/';
 
@@ -269,6 +291,26 @@ mod tests {
         );
         assert_eq!(env.boolean("UNSET_B", true), Ok(true));
         assert_eq!(env.list::<u8>("UNSET_L"), Ok(vec![]));
+    }
+
+    #[test]
+    fn nats_settings_are_checked_at_start() {
+        let ok = nats(&Env::from_map([
+            ("NATS_URL", "nats://a:4222,nats://b:4222"),
+            ("NATS_REPLICAS", "3"),
+        ]))
+        .expect("valid");
+        assert_eq!(ok.replicas, 3);
+        assert_eq!(nats(&Env::empty()).expect("defaults").replicas, 1);
+        for (url, replicas, var) in [
+            ("nats://a:x", "1", "NATS_URL"),
+            ("nats://a:4222", "0", "NATS_REPLICAS"),
+            ("nats://a:4222", "6", "NATS_REPLICAS"),
+            ("nats://a:4222", "three", "NATS_REPLICAS"),
+        ] {
+            let env = Env::from_map([("NATS_URL", url), ("NATS_REPLICAS", replicas)]);
+            assert_eq!(nats(&env).expect_err(url).var(), var);
+        }
     }
 
     #[test]

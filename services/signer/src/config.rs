@@ -8,8 +8,8 @@ pub use service_kit::env::{ConfigError, Env};
 /// Everything the signer needs to run. `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// NATS server URL(s), comma-separated.
-    pub nats_url: String,
+    /// NATS servers and replicas (`NATS_URL`, `NATS_REPLICAS`).
+    pub nats: wire_contract::NatsSettings,
     /// Base URL of the upstream (the simulator by default).
     pub upstream_url: String,
     /// Value of the upstream's `Authorization` header. Never logged.
@@ -52,7 +52,7 @@ impl Config {
     /// As [`Config::from_env`].
     pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let config = Self {
-            nats_url: env.text("NATS_URL", "nats://127.0.0.1:4222"),
+            nats: service_kit::env::nats(env)?,
             upstream_url: env.text("UPSTREAM_URL", "http://127.0.0.1:8081"),
             upstream_api_key: env.secret_or("UPSTREAM_API_KEY", "dev-key"),
             rate_limit: env.parse("UPSTREAM_RATE_LIMIT", 10)?,

@@ -5,9 +5,11 @@
 
 mod checks;
 mod client;
+mod cluster;
 mod dockerfiles;
 mod exactly_one;
 mod lag_proxy;
+mod nats_nodes;
 mod otel_trace;
 mod procs;
 mod prometheus_alerts;
@@ -238,8 +240,8 @@ async fn restarting_nats_mid_burst_loses_nothing() {
         .expect(Duration::from_secs(60), "10 webhooks", |d| d.len() >= 10)
         .await;
     assert_mid_burst(&sys, 60).await;
-    sys.nats.terminate();
-    sys.nats.restart();
+    sys.nats.nodes[0].terminate();
+    sys.nats.nodes[0].restart();
     sys.nats_ready().await;
     let audit = all_promises_kept(&sys, &answers, Deliveries::OncePerWebhookId).await;
     eprintln!("nats restart mid-burst: audit {audit}");

@@ -2,7 +2,8 @@
 //! services as real processes on free ports, in compressed time.
 
 use crate::lag_proxy::LagProxy;
-use crate::procs::{Proc, TempDir, bin, free_port, wait_for_ok, wait_for_port};
+use crate::nats_nodes::NatsNodes;
+use crate::procs::{Proc, TempDir, bin, free_port, wait_for_ok};
 use crate::receiver::{Receiver, SECRET_B64};
 use crate::stall_proxy::StallProxy;
 use std::collections::BTreeMap;
@@ -40,6 +41,9 @@ pub struct Options {
     pub nats_list: bool,
     /// Connect the api to NATS through a [`StallProxy`] (`System::api_link`).
     pub api_link_stalls: bool,
+    /// nats-server nodes: 1, or 3 for a JetStream cluster (the services
+    /// then get every node in `NATS_URL` and `NATS_REPLICAS=3`).
+    pub nats_nodes: usize,
     /// Export the services' traces to this OTLP/HTTP endpoint, in batches
     /// sent every 100 ms.
     pub otlp_endpoint: Option<String>,
@@ -64,6 +68,7 @@ impl Default for Options {
             lag: None,
             nats_list: false,
             api_link_stalls: false,
+            nats_nodes: 1,
             otlp_endpoint: None,
             failing_receiver: false,
         }
@@ -72,7 +77,8 @@ impl Default for Options {
 
 /// A running system.
 pub struct System {
-    pub nats: Proc,
+    /// The nats-server node(s).
+    pub nats: NatsNodes,
     pub sim: Proc,
     pub signer: Proc,
     /// Further signer replicas (`Options::signers - 1`).
@@ -91,7 +97,6 @@ pub struct System {
     pub lag: Option<LagProxy>,
     /// The api's link to NATS, when it can be stalled.
     pub api_link: Option<StallProxy>,
-    nats_port: u16,
     _dir: TempDir,
 }
 
@@ -105,34 +110,16 @@ fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 /// Start everything and wait until it is ready.
 pub async fn spawn_system(opts: Options) -> System {
     let dir = TempDir::new("system");
-    let nats_port = free_port();
     let sim_port = free_port();
     let api_port = free_port();
     let signer_port = free_port();
     let notifier_port = free_port();
-    let store = dir.0.join("jetstream");
-    let nats = Proc::start(
-        "nats",
-        "nats-server".into(),
-        &[
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &nats_port.to_string(),
-            "-sd",
-            store.to_str().expect("utf-8 path"),
-        ],
-        BTreeMap::new(),
-        &dir.0,
-    );
-    wait_for_port(nats_port, "nats-server").await;
-    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let nats = NatsNodes::start(&dir.0, opts.nats_nodes.max(1)).await;
     let window = format!("{}ms", opts.window.as_millis());
     let services_nats_url = if opts.nats_list {
-        format!("nats://127.0.0.1:{},{nats_url}", free_port())
+        format!("nats://127.0.0.1:{},{}", free_port(), nats.url_list())
     } else {
-        nats_url.clone()
+        nats.url_list()
     };
     let sim = Proc::start(
         "upstream-sim",
@@ -171,6 +158,7 @@ pub async fn spawn_system(opts: Options) -> System {
     let common = |extra: &[(&str, String)]| {
         let mut e = env(&[
             ("NATS_URL", services_nats_url.clone()),
+            ("NATS_REPLICAS", nats.ports.len().to_string()),
             ("UPSTREAM_RATE_LIMIT", opts.limit.to_string()),
             ("UPSTREAM_RATE_WINDOW", window.clone()),
             ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8".into()),
@@ -225,7 +213,7 @@ pub async fn spawn_system(opts: Options) -> System {
         &dir.0,
     );
     let api_link = if opts.api_link_stalls {
-        Some(StallProxy::start(nats_port).await)
+        Some(StallProxy::start(nats.ports[0]).await)
     } else {
         None
     };
@@ -267,7 +255,6 @@ pub async fn spawn_system(opts: Options) -> System {
         http,
         lag,
         api_link,
-        nats_port,
         _dir: dir,
     }
 }
@@ -322,14 +309,14 @@ impl System {
         ]
     }
 
-    /// The NATS URL the services use.
+    /// The URL of the (first) nats-server node.
     pub fn nats_url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.nats_port)
+        self.nats.url(0)
     }
 
-    /// Wait for nats-server to accept connections again.
+    /// Wait for the (first) nats-server node to serve JetStream again.
     pub async fn nats_ready(&self) {
-        wait_for_port(self.nats_port, "nats-server").await;
+        self.nats.ready(0).await;
     }
 
     /// The simulator's audit summary.
