@@ -29,7 +29,9 @@
 # BENCH_THREADS (wrk threads, default 1: the machine has 2 cores and the
 # servers need them), BENCH_RUST_LOG (services' log filter, default info as
 # deployed; logs go to files), BENCH_SKIP_BUILD=1 reuses target/release,
-# KEEP_BENCH_DIR=1 keeps logs.
+# KEEP_BENCH_DIR=1 keeps logs, BENCH_NATS_NODES=3 runs everything on a
+# three-node JetStream cluster on loopback with NATS_REPLICAS=3 (default 1:
+# one node; scripts/bench-cluster.sh runs both and compares).
 #
 # Run: scripts/bench-hot-path.sh   (about 80 s after the build; wrk is
 # installed from Debian if missing).
@@ -99,11 +101,28 @@ HELLO="http://127.0.0.1:$HELLO_PORT"
 RUN=$(date +%s%N)   # distinct messages across runs of this script
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)   # other work on the machine skews every figure
 
-echo "== starting services (logs in $DIR)" >&2
-start nats nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -sd "$DIR/jetstream"; NATS_PID=$LAST_PID
+NODES=${BENCH_NATS_NODES:-1}
+echo "== starting services on $NODES nats node(s) (logs in $DIR)" >&2
+if [[ $NODES == 1 ]]; then
+  start nats nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -sd "$DIR/jetstream"; NATS_PID=$LAST_PID
+else
+  # Node 0 keeps NATS_PORT and MON_PORT (measured below); every node has its
+  # own store and knows every route, as in docker-compose.cluster.yml.
+  ports=("$NATS_PORT"); mons=("$MON_PORT"); routes=()
+  for ((i = 1; i < NODES; i++)); do ports+=("$(free_port)"); mons+=("$(free_port)"); done
+  for ((i = 0; i < NODES; i++)); do routes+=("$(free_port)"); done
+  route_list=$(printf 'nats-route://127.0.0.1:%s,' "${routes[@]}"); route_list=${route_list%,}
+  for ((i = NODES - 1; i >= 0; i--)); do
+    start "nats-$i" nats-server -js -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" -m "${mons[$i]}" \
+      -sd "$DIR/jetstream-$i" --cluster_name bench --cluster "nats://127.0.0.1:${routes[$i]}" --routes "$route_list"
+  done
+  NATS_PID=$LAST_PID   # node 0, started last
+  NATS_URL=$(printf 'nats://127.0.0.1:%s,' "${ports[@]}"); NATS_URL=${NATS_URL%,}
+  for mon in "${mons[@]}"; do wait_ok "http://127.0.0.1:$mon/healthz?js-server-only=true" nats-server; done
+fi
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 LOG=${BENCH_RUST_LOG:-info}   # the services' default level, as deployed
-common=(NATS_URL="$NATS_URL" UPSTREAM_RATE_LIMIT=1 UPSTREAM_RATE_WINDOW=1h RUST_LOG="$LOG")
+common=(NATS_URL="$NATS_URL" NATS_REPLICAS="$NODES" UPSTREAM_RATE_LIMIT=1 UPSTREAM_RATE_WINDOW=1h RUST_LOG="$LOG")
 start upstream-sim env SIM_ADDR="127.0.0.1:$SIM_PORT" SIM_API_KEY=bench-key SIM_SEED=1 \
   SIM_FIRST_TRY_SUCCESS=1 SIM_AUDIT_LIMIT=1 SIM_AUDIT_WINDOW=1h SIM_KEY_BITS=2048 RUST_LOG="$LOG" \
   "$BIN/upstream-sim"; SIM_PID=$LAST_PID
@@ -234,6 +253,7 @@ ratio() { awk -v b="$1" -v a="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else
 {
   echo
   echo "Hot path, $(nproc) cores, wrk -t$THREADS, ${SECS}s per run, all on 127.0.0.1 (load tool shares the cores)"
+  echo "NATS: $NODES node(s), NATS_REPLICAS=$NODES"
   echo "load average before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   printf '%-44s %10s %10s %10s %10s %8s  %s\n' "case" "requests" "req/s" "p50 ms" "p99 ms" "errors" "answers"
   row() { # NAME RESULT ANSWERS
@@ -253,7 +273,7 @@ ratio() { awk -v b="$1" -v a="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else
   echo
   echo "RSS (VmRSS, MiB)"
   printf '%-14s %8s %16s\n' "service" "idle" "under backlog"
-  printf '%-14s %8s %16s\n' nats-server "$(mb "${IDLE[nats]}")" "$(mb "$NATS_RSS_BACKLOG")"
+  printf '%-14s %8s %16s\n' "nats-server$([[ $NODES == 1 ]] || echo ' n0')" "$(mb "${IDLE[nats]}")" "$(mb "$NATS_RSS_BACKLOG")"
   printf '%-14s %8s %16s\n' upstream-sim "$(mb "${IDLE[upstream-sim]}")" "-"
   printf '%-14s %8s %16s\n' signer "$(mb "${IDLE[signer]}")" "$(mb "$SIGNER_RSS_BACKLOG")"
   printf '%-14s %8s %16s\n' notifier "$(mb "${IDLE[notifier]}")" "$(mb "$NOTIFIER_RSS_BACKLOG")"

@@ -72,18 +72,27 @@ pub struct Topology {
 impl Topology {
     /// Create (or bring up to date) every stream and bucket with at least
     /// `replicas` replicas, and open them.
+    ///
+    /// All eight at once: on a cluster that has just formed (or is busy), a
+    /// JetStream request can wait out its whole timeout (10 s) while leaders
+    /// are elected; one after another, eight such waits kept a service from
+    /// starting for over a minute.
     pub async fn ensure(js: jetstream::Context, replicas: usize) -> Result<Self, TopologyError> {
-        for (name, config) in stream_configs() {
-            let stream_error = |e: async_nats::Error| TopologyError::Stream { name, source: e };
-            let found = found_replicas(&js, name).await.map_err(stream_error)?;
-            let config = stream::Config {
-                num_replicas: replicas_to_keep(name, found, replicas),
-                ..config
-            };
-            js.create_or_update_stream(config)
-                .await
-                .map_err(|e| stream_error(e.into()))?;
-        }
+        let streams = stream_configs().map(|(name, config)| {
+            let js = js.clone();
+            async move {
+                let stream_error = |e: async_nats::Error| TopologyError::Stream { name, source: e };
+                let found = found_replicas(&js, name).await.map_err(stream_error)?;
+                let config = stream::Config {
+                    num_replicas: replicas_to_keep(name, found, replicas),
+                    ..config
+                };
+                js.create_or_update_stream(config)
+                    .await
+                    .map(drop)
+                    .map_err(|e| stream_error(e.into()))
+            }
+        });
         let open = |name: &'static str, max_age: Duration| {
             let js = js.clone();
             async move {
@@ -100,12 +109,25 @@ impl Topology {
                     .map_err(|e| bucket_error(e.into()))
             }
         };
+        let (streams, buckets) = futures::future::join(
+            futures::future::try_join_all(streams),
+            futures::future::try_join5(
+                open(names::JOBS_BUCKET, JOB_RETENTION),
+                open(names::RESULTS_BUCKET, Duration::ZERO),
+                open(names::WORK_BUCKET, Duration::ZERO),
+                open(names::LIMITER_BUCKET, Duration::ZERO),
+                open(names::DELIVERIES_BUCKET, JOB_RETENTION),
+            ),
+        )
+        .await;
+        streams?;
+        let (jobs, results, work, limiter, deliveries) = buckets?;
         Ok(Self {
-            jobs: open(names::JOBS_BUCKET, JOB_RETENTION).await?,
-            results: open(names::RESULTS_BUCKET, Duration::ZERO).await?,
-            work: open(names::WORK_BUCKET, Duration::ZERO).await?,
-            limiter: open(names::LIMITER_BUCKET, Duration::ZERO).await?,
-            deliveries: open(names::DELIVERIES_BUCKET, JOB_RETENTION).await?,
+            jobs,
+            results,
+            work,
+            limiter,
+            deliveries,
             js,
             replicas,
         })
@@ -117,28 +139,41 @@ impl Topology {
     }
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
+    ///
+    /// The eight questions are asked at once: on a loaded cluster each one
+    /// waits for its stream's leader, and asked one after another they took
+    /// longer than a readiness probe's budget, so the api read as not ready.
     pub async fn check(&self) -> Result<(), TopologyError> {
-        for (name, _) in stream_configs() {
+        let streams = stream_configs().map(|(name, _)| async move {
             self.js
                 .get_stream(name)
                 .await
+                .map(drop)
                 .map_err(|e| TopologyError::Stream {
                     name,
                     source: e.into(),
-                })?;
-        }
-        for (name, store) in [
+                })
+        });
+        let buckets = [
             (names::JOBS_BUCKET, &self.jobs),
             (names::RESULTS_BUCKET, &self.results),
             (names::WORK_BUCKET, &self.work),
             (names::LIMITER_BUCKET, &self.limiter),
             (names::DELIVERIES_BUCKET, &self.deliveries),
-        ] {
-            store.status().await.map_err(|e| TopologyError::Bucket {
+        ]
+        .map(|(name, store)| async move {
+            store.status().await.map(drop).map_err(|e| TopologyError::Bucket {
                 name,
                 source: e.into(),
-            })?;
-        }
+            })
+        });
+        let (streams, buckets) = futures::future::join(
+            futures::future::try_join_all(streams),
+            futures::future::try_join_all(buckets),
+        )
+        .await;
+        streams?;
+        buckets?;
         Ok(())
     }
 }

@@ -92,14 +92,16 @@ impl NatsNodes {
     }
 
     /// Wait until node `i` accepts clients and its JetStream is healthy
-    /// (`/healthz?js-enabled-only=true`: enabled and, on a cluster, the
-    /// node is current with the meta group).
+    /// (`/healthz?js-server-only=true`: enabled and, on a cluster, in
+    /// contact with the meta leader; `js-enabled-only` asks only whether
+    /// JetStream is on, and let tests start services before the meta group
+    /// had a leader).
     pub async fn ready(&self, i: usize) {
         wait_for_port(self.ports[i], "nats-server").await;
         wait_for_ok(
             &self.http,
             &format!(
-                "http://127.0.0.1:{}/healthz?js-enabled-only=true",
+                "http://127.0.0.1:{}/healthz?js-server-only=true",
                 self.monitor_ports[i]
             ),
             "nats-server JetStream",

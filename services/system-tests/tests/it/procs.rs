@@ -156,6 +156,18 @@ impl Proc {
         }
     }
 
+    /// Wait until this process's `url` answers 200; on failure, its log
+    /// says why.
+    pub async fn wait_ready(&self, http: &reqwest::Client, url: &str) {
+        if let Err(last) = answers_ok_within_60s(http, url).await {
+            panic!(
+                "{} never became ready at {url}; last answer: {last}\n--- its log:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+    }
+
     /// The log so far (for failure messages).
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -187,14 +199,24 @@ pub async fn wait_for_port(port: u16, what: &str) {
 
 /// Wait until `url` answers 200.
 pub async fn wait_for_ok(http: &reqwest::Client, url: &str, what: &str) {
+    if let Err(last) = answers_ok_within_60s(http, url).await {
+        panic!("{what} never became ready at {url}; last answer: {last}");
+    }
+}
+
+/// `Ok` once `url` answers 200, else (after 60 s) the last answer: it says
+/// why.
+async fn answers_ok_within_60s(http: &reqwest::Client, url: &str) -> Result<(), String> {
     let started = Instant::now();
+    let mut last = String::from("no answer");
     while started.elapsed() < Duration::from_secs(60) {
-        if let Ok(r) = http.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
+        match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what} never became ready at {url}");
+    Err(last)
 }
+

@@ -233,8 +233,8 @@ pub async fn spawn_system(opts: Options) -> System {
     let signer_health = format!("http://127.0.0.1:{signer_port}/readyz");
     let notifier_health = format!("http://127.0.0.1:{notifier_port}/readyz");
     wait_for_ok(&http, &format!("{sim_url}/healthz"), "upstream-sim").await;
-    wait_for_ok(&http, &format!("{api_url}/readyz"), "api").await;
-    wait_for_ok(&http, &signer_health, "signer").await;
+    api.wait_ready(&http, &format!("{api_url}/readyz")).await;
+    signer.wait_ready(&http, &signer_health).await;
     let receiver = if opts.failing_receiver {
         Receiver::start_failing().await
     } else {
