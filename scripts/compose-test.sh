@@ -32,7 +32,11 @@
 #                         each healthy again before the next
 #      cluster-down-up    `down` (volumes kept) mid-burst, then `up`
 #    The clean scenario also checks the README's demo: a webhook to the
-#    simulator's inbox (http://upstream-sim:8081/webhooks/inbox).
+#    simulator's inbox (http://upstream-sim:8081/webhooks/inbox). It runs
+#    with `--profile observability` (COMPOSE_PROFILES), and checks through
+#    Prometheus's API that every api, signer and notifier target is up, the
+#    gateway's rules are loaded and healthy, and recording rules carry the
+#    services' figures (the budget's limit, NATS reachable).
 #    Each burst is COMPOSE_TEST_COUNT (default 30) distinct messages with a
 #    webhook_url pointing at e2e.py's receiver on the Docker host, reached
 #    from the notifier as host.docker.internal (host-gateway). Verdict per
@@ -201,6 +205,44 @@ while True:
 PY
 }
 
+# `docker compose --profile observability up` (the clean scenario runs with
+# it): Prometheus scrapes every api, signer and notifier container, loads the
+# gateway's rules, and a recording rule fed by the signer holds the
+# configured budget. Polls up to 90 s (scrapes and evaluation every 15 s).
+prometheus_check() {
+  python3 - "http://127.0.0.1:$PROMETHEUS_PORT" "$UPSTREAM_RATE_LIMIT" <<'PY'
+import json, sys, time, urllib.parse, urllib.request
+prom, limit = sys.argv[1], float(sys.argv[2])
+def get(path):
+    with urllib.request.urlopen(prom + path, timeout=10) as r:
+        return json.loads(r.read())["data"]
+def query(expr):
+    res = get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["result"]
+    return [float(v["value"][1]) for v in res]
+deadline, why = time.monotonic() + 90, "no answer yet"
+while time.monotonic() < deadline:
+    try:
+        up = {}
+        for t in get("/api/v1/targets?state=active")["activeTargets"]:
+            up.setdefault(t["labels"]["job"], []).append(t["health"])
+        rules = [r for g in get("/api/v1/rules")["groups"] for r in g["rules"]]
+        alerts = sum(r["type"] == "alerting" for r in rules)
+        bad = [r["name"] for r in rules if r["health"] != "ok"]
+        budget, ready = query("gateway:limiter_slots_limit:max"), query("gateway:nats_ready:max")
+        why = (f"targets {up}, {len(rules)} rules ({alerts} alerts, unhealthy {bad[:3]}), "
+               f"gateway:limiter_slots_limit:max {budget}, gateway:nats_ready:max {ready}")
+        if (all(up.get(j) and all(h == "up" for h in up[j]) for j in ("api", "signer", "notifier"))
+                and alerts >= 12 and not bad and budget == [limit] and ready == [1.0]):
+            print("Prometheus (observability profile): " + why)
+            sys.exit(0)
+    except Exception as e:  # not up yet, or an answer without the fields
+        why = f"{type(e).__name__}: {e}"
+    time.sleep(2)
+print("Prometheus check failed: " + why)
+sys.exit(1)
+PY
+}
+
 # ------------------------------------------------------------ build
 if [ "${COMPOSE_TEST_SKIP_BUILD:-0}" = 1 ]; then
   say "using the images already built ($(docker image ls -q 'signing-gateway/*' | wc -l) signing-gateway/* images)"
@@ -272,7 +314,10 @@ scenario() {
   local note="" ok=1 rc=0 e2e_pid rport started cid apis
   project="ct-$run-$name"
   projects+=("$project")
-  export API_PORT API_PORT_2 SIM_PORT SIM_SEED
+  export API_PORT API_PORT_2 SIM_PORT SIM_SEED PROMETHEUS_PORT COMPOSE_PROFILES
+  # The clean scenario is also the observability profile's test.
+  if [ "$name" = clean ]; then COMPOSE_PROFILES=observability; else COMPOSE_PROFILES=; fi
+  PROMETHEUS_PORT="$(free_port)"
   API_PORT="$(free_port)"
   API_PORT_2="$(free_port)"
   apis="http://127.0.0.1:$API_PORT"
@@ -306,10 +351,12 @@ scenario() {
     # Container settings as deployed: non-root, restart policy, read-only root.
     local c line bad=0
     for c in $(compose ps -q); do
-      line="$(docker inspect -f '{{.Name}} user={{.Config.User}} restart={{.HostConfig.RestartPolicy.Name}} read_only={{.HostConfig.ReadonlyRootfs}} health={{.State.Health.Status}}' "$c")"
+      line="$(docker inspect -f '{{.Name}} user={{.Config.User}} restart={{.HostConfig.RestartPolicy.Name}} read_only={{.HostConfig.ReadonlyRootfs}} health={{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$c")"
       echo "$line" >>"$slog"
       case "$line" in
         *_nats_*) [[ "$line" == *"restart=unless-stopped"*"health=healthy"* ]] || bad=1 ;;
+        # The official image's user (nobody), no healthcheck.
+        *_prometheus_*) [[ "$line" == *"restart=unless-stopped read_only=true"* ]] || bad=1 ;;
         *) [[ "$line" == *"user=10001:10001 restart=unless-stopped read_only=true health=healthy"* ]] || bad=1 ;;
       esac
     done
@@ -470,6 +517,13 @@ scenario() {
         note="demo inbox: $inbox"
       else
         note="demo inbox check failed: $inbox"
+        ok=0
+      fi
+      local prom
+      if prom="$(prometheus_check)"; then
+        note="$note; $prom"
+      else
+        note="$note; $prom"
         ok=0
       fi
     fi
