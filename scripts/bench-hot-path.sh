@@ -70,26 +70,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-# start NAME CMD... : run in the background with its own log; sets LAST_PID.
-start() {
-  local name=$1; shift
-  "$@" >"$DIR/$name.log" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-wait_ok() { # URL WHAT
-  for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$2 did not become ready ($1); logs in $DIR" >&2
-  tail -20 "$DIR"/*.log >&2
-  KEEP_BENCH_DIR=1
-  exit 1
-}
+BENCH_LOG_DIR=$DIR
+source scripts/lib/bench.sh
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 mb() { [[ $1 == "?" ]] && echo "?" || awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 

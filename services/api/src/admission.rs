@@ -19,14 +19,27 @@ pub struct Estimate {
     pub slot_every: Duration,
 }
 
-/// Expectations for a new message, or `None` when it is already queued or
-/// no signer answers in time (no estimate, no refusal).
-/// Refuses (503) when the backlog could not be cleared within the horizon.
+/// What the signer said of a message: an estimate for a new one, and for
+/// any message how soon its next upstream call can start at the earliest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// For a new message (`None` when it is queued already, or no signer
+    /// answered in time: no estimate, no refusal).
+    pub estimate: Option<Estimate>,
+    /// No call for it can start sooner, so no signature can land sooner
+    /// (`None` when unknown).
+    pub call_in: Option<Duration>,
+}
+
+/// Expectations for a message.
+/// Refuses a new message (503) when the backlog could not be cleared within
+/// the horizon, and a queued one (429) when `MAX_JOBS_PER_MESSAGE` jobs
+/// already wait for it.
 pub async fn expectations(
     state: &AppState,
     key: &str,
     by: Instant,
-) -> Result<Option<Estimate>, ApiError> {
+) -> Result<Expectations, ApiError> {
     // Long enough for the signer to record the work item (milliseconds
     // usually), short enough that messages finished since are not counted.
     const UNSEEN_FOR: Duration = Duration::from_secs(2);
@@ -51,10 +64,24 @@ pub async fn expectations(
     let client = state.topo.js.client();
     let answer = match timeout_at(by, ask_backlog(&client, &question)).await {
         Ok(Ok(answer)) => answer,
-        _ => return Ok(None),
+        _ => return Ok(Expectations::default()),
     };
-    if answer.queued.is_some() {
-        return Ok(None);
+    if let Some(queued) = &answer.queued {
+        let cap = state.config.max_jobs_per_message;
+        if queued.jobs >= cap {
+            metrics::counter!("sign_jobs_refused_total", "reason" => "too_many_jobs").increment(1);
+            return Err(ApiError::TooManyJobs {
+                waiting: queued.jobs,
+                cap,
+                retry_after: crate::sign::retry_after_secs(Some(Duration::from_millis(
+                    answer.slot_every_ms,
+                ))),
+            });
+        }
+        return Ok(Expectations {
+            estimate: None,
+            call_in: Some(Duration::from_millis(queued.next_call_in_ms)),
+        });
     }
     let estimate = Estimate {
         first_call_in: Duration::from_millis(answer.first_call_in_ms),
@@ -71,5 +98,8 @@ pub async fn expectations(
             retry_after: over.min(3600),
         });
     }
-    Ok(Some(estimate))
+    Ok(Expectations {
+        estimate: Some(estimate),
+        call_in: Some(estimate.first_call_in),
+    })
 }

@@ -25,6 +25,10 @@ pub struct Config {
     pub backlog_horizon: Duration,
     /// Known outcomes kept in memory for the cached-200 path (0 disables).
     pub result_cache_entries: usize,
+    /// Jobs that may wait for one pending message; more are refused (429)
+    /// until it is signed. Counted by the signer as it takes jobs in, so a
+    /// burst can pass it by the requests still queued.
+    pub max_jobs_per_message: u64,
 }
 
 pub use service_kit::env::{ConfigError, Env};
@@ -61,6 +65,7 @@ impl Config {
                 .map(|s| s.trim_end_matches('/').to_owned()),
             backlog_horizon: env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?,
             result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
+            max_jobs_per_message: env.parse("MAX_JOBS_PER_MESSAGE", 100_000)?,
         };
         if config.sign_wait > MAX_SIGN_WAIT {
             return Err(ConfigError::new(
@@ -72,6 +77,12 @@ impl Config {
             return Err(ConfigError::new(
                 "MAX_MESSAGE_BYTES",
                 "must be between 1 and 65536",
+            ));
+        }
+        if config.max_jobs_per_message == 0 {
+            return Err(ConfigError::new(
+                "MAX_JOBS_PER_MESSAGE",
+                "must be at least 1",
             ));
         }
         if let Some(base) = &config.public_base_url {

@@ -75,6 +75,18 @@ pub enum ApiError {
         /// Seconds until asking again is worth it.
         retry_after: u64,
     },
+    /// Too many jobs already wait for this message.
+    #[error(
+        "{waiting} jobs already wait for this message, the most this service takes ({cap}); retry once it is signed"
+    )]
+    TooManyJobs {
+        /// Jobs waiting, as the signer counted them.
+        waiting: u64,
+        /// The configured cap (`MAX_JOBS_PER_MESSAGE`).
+        cap: u64,
+        /// Seconds until asking again is worth it.
+        retry_after: u64,
+    },
     /// We cannot accept work right now (the broker is unreachable).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -107,6 +119,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backlog-full",
                 "Backlog full",
+            ),
+            ApiError::TooManyJobs { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-jobs",
+                "Too many jobs for this message",
             ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -152,7 +169,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            ApiError::Overloaded { retry_after, .. } => {
+            ApiError::Overloaded { retry_after, .. }
+            | ApiError::TooManyJobs { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

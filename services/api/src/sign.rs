@@ -232,8 +232,12 @@ async fn sign(
     metrics::counter!("sign_jobs_accepted_total").increment(1);
 
     let mut deadline = received + state.config.sign_wait;
-    if expect.is_some_and(|e| Instant::now() + e.first_call_in > deadline) {
-        // No call slot can produce the result in time: answer now.
+    if expect
+        .call_in
+        .is_some_and(|call_in| Instant::now() + call_in > deadline)
+    {
+        // No call can start in time to produce the result (the queue is
+        // long, or a message already waiting is not next): answer now.
         deadline = Instant::now();
     }
     let wait = async {
@@ -287,7 +291,7 @@ async fn sign(
         }
     }
     metrics::counter!("sign_replies_total", "reply" => "deferred").increment(1);
-    Ok(pending(&state, &job_id, &input, expect))
+    Ok(pending(&state, &job_id, &input, expect.estimate))
 }
 
 /// The outcome for `key` from the results bucket, remembered in memory.

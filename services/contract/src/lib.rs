@@ -25,6 +25,7 @@ pub mod store;
 pub mod time;
 pub mod topology;
 pub mod update;
+pub mod waiting;
 
 pub use connect::{ConnectError, NatsSettings, connect};
 pub use store::{RecordError, Versioned, load, remove, save};

@@ -17,6 +17,15 @@ pub const EVENTS_SUBJECT: &str = "sign.events";
 /// Durable consumer through which the notifier takes outcome events.
 pub const NOTIFIER_CONSUMER: &str = "notifier";
 
+/// Stream holding the jobs waiting for each pending message, one message per
+/// job on `sign.waiting.<message-key>`: a join appends, whatever the number
+/// already waiting, and finishing a message purges its subject.
+pub const WAITING_STREAM: &str = "SIGN_WAITING";
+/// Prefix of the waiting jobs' subjects (`sign.waiting.<message-key>`).
+pub const WAITING_SUBJECT: &str = "sign.waiting";
+/// The waiting stream's subjects.
+pub const WAITING_SUBJECTS: &str = "sign.waiting.>";
+
 /// Stream keeping webhook deliveries whose retry schedule ran out.
 pub const DEAD_LETTER_STREAM: &str = "WEBHOOK_DEAD_LETTERS";
 /// Prefix of dead-lettered deliveries' subjects: each is published on

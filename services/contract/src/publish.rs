@@ -13,7 +13,7 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 #[error("publish to {subject} not confirmed: {source}")]
 pub struct PublishError {
-    subject: &'static str,
+    subject: String,
     #[source]
     source: async_nats::Error,
 }
@@ -23,7 +23,7 @@ pub struct PublishError {
 /// stream's ack. Returns whether the stream already had it (a duplicate).
 pub async fn publish_once<T: Serialize>(
     js: &jetstream::Context,
-    subject: &'static str,
+    subject: &str,
     msg_id: &str,
     request_id: &str,
     trace: Option<&TraceContext>,
@@ -34,15 +34,15 @@ pub async fn publish_once<T: Serialize>(
         .headers(with_request_id_and_trace(request_id, trace))
         .message_id(msg_id);
     let ack = js
-        .send_publish(subject, publish)
+        .send_publish(subject.to_owned(), publish)
         .await
         .map_err(|e| PublishError {
-            subject,
+            subject: subject.to_owned(),
             source: e.into(),
         })?
         .await
         .map_err(|e| PublishError {
-            subject,
+            subject: subject.to_owned(),
             source: e.into(),
         })?;
     Ok(ack.duplicate)

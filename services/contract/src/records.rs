@@ -119,6 +119,9 @@ pub struct Lease {
     pub until: UnixMillis,
 }
 
+/// Jobs a [`WorkItem`] keeps in itself, for traces and log samples.
+pub const FIRST_JOBS_KEPT: usize = 4;
+
 /// A message still to be signed, with its attempt history. Key: message key,
 /// in [`crate::names::WORK_BUCKET`]. Kept in JetStream so backoff and
 /// fairness survive restarts and are shared by replicas.
@@ -126,8 +129,24 @@ pub struct Lease {
 pub struct WorkItem {
     /// The message.
     pub message: String,
-    /// Every job waiting for it.
-    pub jobs: Vec<WaitingJob>,
+    /// The first few jobs taken in (at most [`FIRST_JOBS_KEPT`]): the
+    /// upstream attempt's span continues the first one's trace and links to
+    /// the others, and logs sample their request ids. Every job, these
+    /// included, waits in the waiting stream ([`crate::waiting`]), which is
+    /// what finishing the message tells: a join never rewrites a record that
+    /// grows with the jobs before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_jobs: Vec<WaitingJob>,
+    /// Jobs taken in for it so far, for logs and the status page (a sign
+    /// request redelivered to the signer counts again).
+    #[serde(default)]
+    pub joins: u64,
+    /// Jobs kept in the item itself by versions before the waiting stream
+    /// (field `jobs`); finishing the message tells them too, so items
+    /// written before an upgrade, or by an older replica during one, lose
+    /// nobody.
+    #[serde(default, rename = "jobs", skip_serializing_if = "Vec::is_empty")]
+    pub legacy_jobs: Vec<WaitingJob>,
     /// When the first job for it arrived.
     pub first_seen: UnixMillis,
     /// Upstream attempts made so far.
@@ -144,32 +163,46 @@ pub struct WorkItem {
 }
 
 impl WorkItem {
-    /// `prev` with `job` waiting for it too, or a new item for `message` if
-    /// there was none; `None` when the job is already there.
+    /// `prev` with `jobs` taken in too, or a new item for `message` if there
+    /// was none. The jobs themselves are appended to the waiting stream
+    /// before this is written; here they are only counted, and kept while
+    /// fewer than [`FIRST_JOBS_KEPT`] are.
     pub fn joined(
         prev: Option<&WorkItem>,
-        job: &WaitingJob,
+        jobs: &[WaitingJob],
         message: &str,
         now: UnixMillis,
-    ) -> Option<WorkItem> {
-        match prev {
-            Some(item) if item.jobs.iter().any(|j| j.id == job.id) => None,
-            Some(item) => {
-                let mut next = item.clone();
-                next.jobs.push(job.clone());
-                Some(next)
-            }
-            None => Some(WorkItem {
+    ) -> WorkItem {
+        let mut next = match prev {
+            Some(item) => item.clone(),
+            None => WorkItem {
                 message: message.to_owned(),
-                jobs: vec![job.clone()],
+                first_jobs: Vec::new(),
+                joins: 0,
+                legacy_jobs: Vec::new(),
                 first_seen: now,
                 attempts: 0,
                 first_attempt: None,
                 last_attempt: None,
                 last_error: None,
                 lease: None,
-            }),
-        }
+            },
+        };
+        next.joins += jobs.len() as u64;
+        let room = FIRST_JOBS_KEPT.saturating_sub(next.first_jobs.len());
+        next.first_jobs.extend(jobs.iter().take(room).cloned());
+        next
+    }
+
+    /// Jobs taken in for it so far (older versions' kept jobs included).
+    pub fn jobs(&self) -> u64 {
+        self.joins + self.legacy_jobs.len() as u64
+    }
+
+    /// The jobs it keeps in itself, oldest first: the first few, then any
+    /// kept by older versions.
+    pub fn kept_jobs(&self) -> impl Iterator<Item = &WaitingJob> {
+        self.first_jobs.iter().chain(&self.legacy_jobs)
     }
 
     /// Leased to `owner` until `until` for an attempt starting `now`: the
@@ -456,24 +489,39 @@ mod tests {
     }
 
     #[test]
-    fn joining_creates_once_and_adds_each_job_once() {
-        let first = WorkItem::joined(None, &waiting("a"), "msg", UnixMillis(5)).expect("new");
-        assert_eq!(first.jobs.len(), 1);
+    fn joining_creates_once_then_counts_and_keeps_only_the_first_few() {
+        let first = WorkItem::joined(None, &[waiting("a")], "msg", UnixMillis(5));
+        assert_eq!(first.first_jobs, vec![waiting("a")]);
+        assert_eq!(first.joins, 1);
         assert_eq!(first.first_seen, UnixMillis(5));
         assert_eq!(first.attempts, 0);
+        let many: Vec<WaitingJob> = (0..10).map(|i| waiting(&format!("b{i}"))).collect();
+        let later = WorkItem::joined(Some(&first), &many, "msg", UnixMillis(9));
+        assert_eq!(later.joins, 11);
+        assert_eq!(later.first_seen, UnixMillis(5));
+        assert_eq!(later.first_jobs.len(), FIRST_JOBS_KEPT);
+        assert_eq!(later.first_jobs[..2], [waiting("a"), waiting("b0")]);
+        let full = WorkItem::joined(Some(&later), &[waiting("c")], "msg", UnixMillis(10));
+        assert_eq!((full.joins, &full.first_jobs), (12, &later.first_jobs));
+    }
+
+    #[test]
+    fn an_item_written_before_the_waiting_stream_keeps_its_jobs() {
+        let old = r#"{"message":"m","jobs":[{"id":"a","request_id":"r-a"}],"first_seen":1,"attempts":2,"last_attempt":null,"last_error":null,"lease":null}"#;
+        let item: WorkItem = serde_json::from_str(old).expect("decodes");
+        assert_eq!(item.legacy_jobs, vec![waiting("a")]);
         assert_eq!(
-            WorkItem::joined(Some(&first), &waiting("a"), "msg", UnixMillis(9)),
-            None
+            (item.first_jobs.len(), item.joins, item.attempts),
+            (0, 0, 2)
         );
-        let second = WorkItem::joined(Some(&first), &waiting("b"), "msg", UnixMillis(9))
-            .expect("another job");
-        assert_eq!(second.jobs.len(), 2);
-        assert_eq!(second.first_seen, UnixMillis(5));
+        let new = WorkItem::joined(None, &[waiting("b")], "m", UnixMillis(0));
+        let text = serde_json::to_string(&new).expect("encodes");
+        assert!(!text.contains("\"jobs\""), "{text}");
     }
 
     #[test]
     fn a_lease_counts_the_attempt_and_only_its_owner_renews_or_releases_it() {
-        let item = WorkItem::joined(None, &waiting("a"), "msg", UnixMillis(0)).expect("new");
+        let item = WorkItem::joined(None, &[waiting("a")], "msg", UnixMillis(0));
         let leased = item.leased("s1", UnixMillis(10), UnixMillis(25));
         assert_eq!(leased.attempts, 1);
         assert_eq!(leased.first_attempt, Some(UnixMillis(10)));

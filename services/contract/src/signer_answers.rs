@@ -31,6 +31,15 @@ pub struct QueuedV1 {
     pub last_error: Option<String>,
     /// A call for it is in flight.
     pub in_flight: bool,
+    /// Jobs the signer has taken in for it so far (a redelivered request
+    /// counts again; requests still queued are not counted yet).
+    #[serde(default)]
+    pub jobs: u64,
+    /// No upstream call for it can start sooner: the next free budget slot
+    /// after those the messages ahead of it take first (0 while a call is
+    /// in flight). A lower bound: a retry also waits out its backoff.
+    #[serde(default)]
+    pub next_call_in_ms: u64,
 }
 
 /// The signer's answer to a [`BacklogQuestionV1`].

@@ -73,10 +73,10 @@ impl Topology {
     /// Create (or bring up to date) every stream and bucket with at least
     /// `replicas` replicas, and open them.
     ///
-    /// All eight at once: on a cluster that has just formed (or is busy), a
+    /// All nine at once: on a cluster that has just formed (or is busy), a
     /// JetStream request can wait out its whole timeout (10 s) while leaders
-    /// are elected; one after another, eight such waits kept a service from
-    /// starting for over a minute.
+    /// are elected; one after another, eight such waits (before the waiting
+    /// stream) kept a service from starting for over a minute.
     pub async fn ensure(js: jetstream::Context, replicas: usize) -> Result<Self, TopologyError> {
         let streams = stream_configs().map(|(name, config)| {
             let js = js.clone();
@@ -140,7 +140,7 @@ impl Topology {
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
     ///
-    /// The eight questions are asked at once: on a loaded cluster each one
+    /// The nine questions are asked at once: on a loaded cluster each one
     /// waits for its stream's leader, and asked one after another they took
     /// longer than a readiness probe's budget, so the api read as not ready.
     pub async fn check(&self) -> Result<(), TopologyError> {
@@ -162,10 +162,14 @@ impl Topology {
             (names::DELIVERIES_BUCKET, &self.deliveries),
         ]
         .map(|(name, store)| async move {
-            store.status().await.map(drop).map_err(|e| TopologyError::Bucket {
-                name,
-                source: e.into(),
-            })
+            store
+                .status()
+                .await
+                .map(drop)
+                .map_err(|e| TopologyError::Bucket {
+                    name,
+                    source: e.into(),
+                })
         });
         let (streams, buckets) = futures::future::join(
             futures::future::try_join_all(streams),
@@ -221,7 +225,7 @@ pub fn replicas_to_keep(name: &str, found: Option<usize>, wanted: usize) -> usiz
 
 /// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`,
 /// each with its name as a constant (errors carry it).
-fn stream_configs() -> [(&'static str, stream::Config); 3] {
+fn stream_configs() -> [(&'static str, stream::Config); 4] {
     let stream = |name: &'static str, config: stream::Config| {
         let config = stream::Config {
             name: name.to_owned(),
@@ -246,6 +250,16 @@ fn stream_configs() -> [(&'static str, stream::Config); 3] {
             stream::Config {
                 subjects: vec![names::EVENTS_SUBJECT.to_owned()],
                 retention: RetentionPolicy::WorkQueue,
+                ..Default::default()
+            },
+        ),
+        stream(
+            names::WAITING_STREAM,
+            stream::Config {
+                subjects: vec![names::WAITING_SUBJECTS.to_owned()],
+                // Kept until the message is finished (its subject is purged
+                // then), however long that takes: no max_age.
+                retention: RetentionPolicy::Limits,
                 ..Default::default()
             },
         ),
@@ -320,6 +334,13 @@ mod tests {
                     names::EVENTS_STREAM,
                     vec![names::EVENTS_SUBJECT.to_owned()],
                     RetentionPolicy::WorkQueue,
+                    Duration::ZERO,
+                ),
+                (
+                    names::WAITING_STREAM,
+                    names::WAITING_STREAM,
+                    vec![names::WAITING_SUBJECTS.to_owned()],
+                    RetentionPolicy::Limits,
                     Duration::ZERO,
                 ),
                 (

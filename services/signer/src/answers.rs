@@ -154,10 +154,30 @@ pub fn answer_backlog(
     };
     let e = estimate::estimate(budget, now, calls, pending);
     BacklogAnswerV1 {
-        queued: items.get(&q.message_key).map(|w| QueuedV1 {
-            attempts: w.attempts,
-            last_error: w.last_error.clone(),
-            in_flight: w.lease.as_ref().is_some_and(|l| l.until > local_now),
+        queued: items.get(&q.message_key).map(|w| {
+            let in_flight = w.lease.as_ref().is_some_and(|l| l.until > local_now);
+            // Never-tried messages go first, oldest first: an untried
+            // message waits for the older untried ones, a retry for all.
+            let ahead = if w.attempts == 0 {
+                items
+                    .values()
+                    .filter(|o| o.attempts == 0 && o.first_seen < w.first_seen)
+                    .count()
+            } else {
+                pending.untried
+            };
+            let next_call_in = if in_flight {
+                Duration::ZERO
+            } else {
+                estimate::slot(budget, now, calls, ahead).since(now)
+            };
+            QueuedV1 {
+                attempts: w.attempts,
+                last_error: w.last_error.clone(),
+                in_flight,
+                jobs: w.jobs(),
+                next_call_in_ms: next_call_in.as_millis() as u64,
+            }
         }),
         untried: pending.untried,
         retrying: pending.retrying,
@@ -187,7 +207,7 @@ pub fn status_of(
         .map(|(k, w)| PendingSampleV1 {
             message_key: k.clone(),
             message: w.message.chars().take(60).collect(),
-            jobs: w.jobs.len(),
+            jobs: usize::try_from(w.jobs()).unwrap_or(usize::MAX),
             attempts: w.attempts,
             waiting_s: local_now.since(w.first_seen).as_secs(),
             in_flight: w.lease.as_ref().is_some_and(|l| l.until > local_now),
@@ -241,22 +261,19 @@ mod tests {
     use wire_contract::records::{CallNote, Lease, WaitingJob};
 
     fn item(attempts: u32, first_seen: u64, leased_until: Option<u64>) -> WorkItem {
+        let job = WaitingJob {
+            id: "j".into(),
+            request_id: "r".into(),
+            trace: None,
+        };
         WorkItem {
-            message: "m".repeat(100),
-            jobs: vec![WaitingJob {
-                id: "j".into(),
-                request_id: "r".into(),
-                trace: None,
-            }],
-            first_seen: UnixMillis(first_seen),
             attempts,
-            first_attempt: None,
-            last_attempt: None,
             last_error: (attempts > 0).then(|| "502".to_owned()),
             lease: leased_until.map(|u| Lease {
                 owner: "s".into(),
                 until: UnixMillis(u),
             }),
+            ..WorkItem::joined(None, &[job], &"m".repeat(100), UnixMillis(first_seen))
         }
     }
 
@@ -285,6 +302,7 @@ mod tests {
         let queued = a.queued.expect("queued");
         assert_eq!(queued.attempts, 2);
         assert!(queued.in_flight);
+        assert_eq!(queued.jobs, 1);
         // k0, k2 never tried, plus two unseen keys.
         assert_eq!(a.untried, 4);
         assert_eq!(a.retrying, 3);
@@ -306,6 +324,45 @@ mod tests {
             .queued,
             None
         );
+    }
+
+    #[test]
+    fn a_queued_message_waits_for_the_untried_ones_ahead_of_it() {
+        // A full budget: slots free one by one, from 60 s on.
+        let calls: Vec<Call> = (0..10)
+            .map(|i| Call {
+                start: UnixMillis(i * 1_000),
+                end: Some(UnixMillis(i * 1_000 + 500)),
+            })
+            .collect();
+        let now = UnixMillis(10_000);
+        let mut work: HashMap<String, WorkItem> = (0..3)
+            .map(|i| (format!("older{i}"), item(0, i, None)))
+            .collect();
+        work.insert("untried".into(), item(0, 100, None));
+        work.insert("retrying".into(), item(1, 0, None));
+        work.insert("newer".into(), item(0, 200, None));
+        work.insert("calling".into(), item(1, 0, Some(20_000)));
+        let next_call = |key: &str| {
+            let q = BacklogQuestionV1 {
+                message_key: key.into(),
+                recent_keys: vec!["unseen".into()],
+            };
+            let a = answer_backlog(&TEST_BUDGET, now, now, &calls, &work, &q);
+            a.queued.expect("queued").next_call_in_ms
+        };
+        let after = |ahead: usize| {
+            estimate::slot(&TEST_BUDGET, now, &calls, ahead)
+                .since(now)
+                .as_millis() as u64
+        };
+        // Three older untried ones go first.
+        assert_eq!(next_call("untried"), after(3));
+        // A retry waits for every untried message, the unseen one included.
+        assert_eq!(next_call("retrying"), after(6));
+        assert!(after(6) > after(3) && after(3) > after(0));
+        // A call in flight may land any moment.
+        assert_eq!(next_call("calling"), 0);
     }
 
     #[test]

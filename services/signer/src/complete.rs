@@ -1,18 +1,27 @@
 //! Finishing a message: store its result and tell every waiting job.
 //!
 //! Order matters. The result is written first, so any request that arrives
-//! afterwards is answered from it. Then one event per waiting job is
-//! published (deduplicated by job id), and the work item is deleted only if
-//! nobody added a job since it was read; otherwise the newcomers are told
-//! too. Every step is idempotent, so a crash anywhere is repaired by redoing.
+//! afterwards is answered from it. Then the jobs waiting for the message
+//! (the waiting stream, [`wire_contract::waiting`]) are read and each is
+//! published one event (deduplicated by job id), they are purged up to the
+//! last one read, and the work item is deleted only if nobody joined since
+//! it was read; otherwise the next round tells the newcomers too. A job
+//! taken in after the item is gone finds the result when its taker looks
+//! again, and finishes the message itself. Every step is idempotent, so a
+//! crash anywhere is repaired by redoing.
 
 use std::time::Duration;
 use wire_contract::messages::{JobEventV1, Outcome};
 use wire_contract::records::{ResultRecord, WaitingJob, WorkItem};
+use wire_contract::waiting::{self, WaitingError};
 use wire_contract::{
     Change, MessageKey, RecordError, Topology, Transient, UnixMillis, encode, load, names,
     publish_once, update_async, with_patience,
 };
+
+/// Events published at once while telling a message's jobs: thousands of
+/// jobs for one message are told in a few seconds, not one round trip each.
+const TELL_AT_ONCE: usize = 128;
 
 /// A completion that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +32,9 @@ pub enum CompleteError {
     /// Stream publish failure.
     #[error(transparent)]
     Publish(#[from] wire_contract::PublishError),
+    /// The waiting jobs could not be read or purged.
+    #[error(transparent)]
+    Waiting(#[from] WaitingError),
     /// KV put failure.
     #[error("storing the result failed: {0}")]
     Put(String),
@@ -48,20 +60,32 @@ pub async fn complete(
         .await
         .map_err(|e| CompleteError::Put(e.to_string()))?;
     let current = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
-    // Tell the jobs of the item as read, then delete it at that revision;
-    // a job added meanwhile makes it a conflict, and the next round tells
-    // the newcomer too (publishing is deduplicated by job id).
+    // Tell the jobs waiting now, then delete the item at the revision read
+    // first; a job joined meanwhile makes it a conflict, and the next round
+    // tells the newcomer too (publishing is deduplicated by job id). Jobs
+    // wait in the stream even when the item is gone (their taker crashed
+    // between the two writes): they are told all the same.
     update_async(&topo.work, "work item", key.as_str(), current, |v| {
-        let jobs = v.value.as_ref().map(|item| item.jobs.clone());
+        let kept = v
+            .value
+            .as_ref()
+            .map(|item| item.legacy_jobs.clone())
+            .unwrap_or_default();
+        let exists = v.value.is_some();
         let outcome = &outcome;
         async move {
-            let Some(jobs) = jobs else {
-                return Ok::<_, CompleteError>(Change::Keep);
-            };
-            for job in &jobs {
-                tell(topo, message, outcome, job).await?;
+            let waiting = waiting::list(&topo.js, key).await?;
+            let told = kept.len() + waiting.jobs.len();
+            let tells = kept
+                .iter()
+                .chain(&waiting.jobs)
+                .map(|job| tell(topo, message, outcome, job));
+            crate::at_once::all(tells, TELL_AT_ONCE).await?;
+            waiting::forget(&topo.js, key, waiting.through).await?;
+            if told > 1 {
+                tracing::info!(message_key = %key, jobs = told, "jobs told");
             }
-            Ok(Change::Delete)
+            Ok::<_, CompleteError>(if exists { Change::Delete } else { Change::Keep })
         }
     })
     .await?;
@@ -115,7 +139,7 @@ impl Transient for CompleteError {
     fn is_transient(&self) -> bool {
         match self {
             CompleteError::Record(e) => e.is_transient(),
-            CompleteError::Publish(_) | CompleteError::Put(_) => true,
+            CompleteError::Publish(_) | CompleteError::Put(_) | CompleteError::Waiting(_) => true,
         }
     }
 }

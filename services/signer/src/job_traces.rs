@@ -1,11 +1,12 @@
-//! Which trace a signer span belongs to. A message's work item is joined by
-//! every job that asked for it, each with its own trace (its own caller), so
-//! one upstream attempt serves many traces. The rule:
+//! Which trace a signer span belongs to. A message is wanted by every job
+//! that asked for it, each with its own trace (its own caller), so one
+//! upstream attempt serves many traces. The rule:
 //!
-//! - an attempt's span is a child of the first waiting job's trace (the
-//!   oldest job: the one the attempt was scheduled for first) and links to
-//!   the next [`MAX_LINKS`] jobs' traces; `jobs` says how many there were,
-//!   so the span stays the same size however many callers share a message;
+//! - an attempt's span is a child of the first job's trace (the oldest: the
+//!   one the attempt was scheduled for first) and links to the next
+//!   [`MAX_LINKS`] jobs' traces (the work item keeps its first few jobs for
+//!   this); `jobs` says how many there were, so the span stays the same size
+//!   however many callers share a message;
 //! - each job's event (what the notifier continues) carries the current
 //!   span when the job is in its trace (the first job: its webhook hangs
 //!   under the attempt and the result write), else the job's own stored
@@ -28,12 +29,12 @@ pub fn attempt_span(key: &MessageKey, item: &WorkItem) -> Span {
         otel.kind = "client",
         message_key = %key,
         attempt = item.attempts,
-        jobs = item.jobs.len(),
+        jobs = item.jobs(),
         links = tracing::field::Empty,
         outcome = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    let (parent, links) = parent_and_links(&item.jobs);
+    let (parent, links) = parent_and_links(item.kept_jobs());
     telemetry::continue_trace(&span, parent);
     for trace in &links {
         telemetry::link(&span, trace);
@@ -49,8 +50,10 @@ pub fn event_trace(job: &WaitingJob) -> Option<TraceContext> {
 }
 
 /// The first traced job's context, and at most [`MAX_LINKS`] of the next.
-fn parent_and_links(jobs: &[WaitingJob]) -> (Option<&TraceContext>, Vec<&TraceContext>) {
-    let mut traced = jobs.iter().filter_map(|j| j.trace.as_ref());
+fn parent_and_links<'a>(
+    jobs: impl IntoIterator<Item = &'a WaitingJob>,
+) -> (Option<&'a TraceContext>, Vec<&'a TraceContext>) {
+    let mut traced = jobs.into_iter().filter_map(|j| j.trace.as_ref());
     let parent = traced.next();
     (parent, traced.take(MAX_LINKS).collect())
 }
@@ -91,7 +94,7 @@ mod tests {
             .collect();
         assert_eq!(links, linked);
         assert_eq!(parent_and_links(&jobs[..2]).1.len(), 0);
-        assert_eq!(parent_and_links(&[]), (None, Vec::new()));
+        assert_eq!(parent_and_links(&[] as &[WaitingJob]), (None, Vec::new()));
     }
 
     #[test]
@@ -109,19 +112,11 @@ mod tests {
     fn without_a_pipeline_spans_carry_nothing() {
         // Traces off (no OTel layer in unit tests): no parent to set, and a
         // job's event carries its own stored context unchanged.
-        let item = WorkItem {
-            message: "m".into(),
-            jobs: (1..=10).map(|i| job(i, true)).collect(),
-            first_seen: UnixMillis(0),
-            attempts: 1,
-            first_attempt: None,
-            last_attempt: None,
-            last_error: None,
-            lease: None,
-        };
+        let jobs: Vec<WaitingJob> = (1..=10).map(|i| job(i, true)).collect();
+        let item = WorkItem::joined(None, &jobs, "m", UnixMillis(0));
         let span = attempt_span(&MessageKey::of("m"), &item);
         let _entered = span.enter();
-        assert_eq!(event_trace(&item.jobs[4]), item.jobs[4].trace);
+        assert_eq!(event_trace(&jobs[4]), jobs[4].trace);
         assert_eq!(event_trace(&job(11, false)), None);
     }
 }

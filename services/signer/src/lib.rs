@@ -9,6 +9,7 @@
 //! - [`job_traces`] says which job's trace a shared attempt belongs to.
 
 pub mod answers;
+pub mod at_once;
 pub mod budget;
 pub mod complete;
 pub mod config;

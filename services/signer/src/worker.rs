@@ -299,12 +299,11 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
         // Counts and a few ids, never a list that grows with traffic.
         let sample: Vec<&str> = item
-            .jobs
-            .iter()
+            .kept_jobs()
             .take(3)
             .map(|j| j.request_id.as_str())
             .collect();
-        tracing::info!(message_key = %key, attempt = item.attempts, jobs = item.jobs.len(), request_ids_sample = ?sample, latency_ms, outcome = ?short(&outcome), "upstream call");
+        tracing::info!(message_key = %key, attempt = item.attempts, jobs = item.jobs(), request_ids_sample = ?sample, latency_ms, outcome = ?short(&outcome), "upstream call");
         let now = self.clock.now();
         // The slot's end and the outcome are written together; the outcome
         // (a signature) before anything cosmetic such as the recent-calls
@@ -416,7 +415,7 @@ impl Worker {
     }
 
     async fn finish(&self, key: &MessageKey, item: &WorkItem, outcome: Outcome, now: UnixMillis) {
-        let span = tracing::info_span!("result write", jobs = item.jobs.len());
+        let span = tracing::info_span!("result write", jobs = item.jobs());
         if let Err(e) = complete_with_retry(
             &self.topo,
             key,

@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod dockerfiles;
 mod exactly_one;
+mod joins;
 mod lag_proxy;
 mod nats_nodes;
 mod otel_trace;

@@ -219,4 +219,3 @@ async fn answers_ok_within_60s(http: &reqwest::Client, url: &str) -> Result<(), 
     }
     Err(last)
 }
-

@@ -49,6 +49,8 @@ pub struct Options {
     pub otlp_endpoint: Option<String>,
     /// The webhook receiver answers every webhook `500`.
     pub failing_receiver: bool,
+    /// Extra api settings.
+    pub api_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             nats_nodes: 1,
             otlp_endpoint: None,
             failing_receiver: false,
+            api_env: Vec::new(),
         }
     }
 }
@@ -224,6 +227,7 @@ pub async fn spawn_system(opts: Options) -> System {
     if let Some(link) = &api_link {
         api_env.push(("NATS_URL", format!("nats://127.0.0.1:{}", link.port)));
     }
+    api_env.extend(opts.api_env.iter().map(|(k, v)| (*k, v.to_string())));
     let api = Proc::start("api", bin("api"), &[], common(&api_env), &dir.0);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
