@@ -33,6 +33,9 @@ pub struct NatsSettings {
     /// Replicas of every stream and bucket: 1 on a single server, 3 on a
     /// three-node cluster. Start-up raises replicas to this, never lowers.
     pub replicas: usize,
+    /// How long a signature (or a permanent failure) is kept in the
+    /// results bucket; zero keeps them for ever.
+    pub signature_retention: Duration,
 }
 
 /// How often a client pings its server. A server cut off by a partition
@@ -89,7 +92,7 @@ pub async fn connect(
     let js = jetstream::new(client);
     let started = std::time::Instant::now();
     loop {
-        match Topology::ensure(js.clone(), nats.replicas).await {
+        match Topology::ensure(js.clone(), nats.replicas, nats.signature_retention).await {
             Ok(t) => return Ok(t),
             Err(e) if started.elapsed() < patience => {
                 tracing::warn!(error = %e, "JetStream not ready yet; retrying");

@@ -112,10 +112,19 @@ pub async fn save<T: Serialize>(
         })
 }
 
-/// Delete `key` if it is still at `revision`.
+/// How long the marker a [`remove`] leaves behind is kept. Without a time
+/// to live, every deleted key would keep its marker for ever, and every
+/// mirror replays them all on each resync. Long enough for any watcher to
+/// see the removal live; a mirror resyncing later simply no longer sees the
+/// key. The bucket must allow message TTLs (`limit_markers`, as
+/// [`crate::Topology`] creates every bucket).
+pub const MARKER_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Remove `key` if it is still at `revision`, leaving a marker that expires
+/// after [`MARKER_TTL`].
 pub async fn remove(store: &kv::Store, key: &str, revision: u64) -> Result<(), RecordError> {
     store
-        .delete_expect_revision(key, Some(revision))
+        .purge_expect_revision_with_ttl(key, revision, MARKER_TTL)
         .await
         .map_err(|e| {
             // The client reports a stale revision as a publish error of

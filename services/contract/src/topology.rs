@@ -27,6 +27,12 @@ use std::time::Duration;
 /// for the status resource to outlive the webhook retry schedule (~27 h).
 pub const JOB_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long signatures are kept by default (`SIGNATURE_RETENTION`): the
+/// signature cache is bounded by age. The upstream's budget bounds how fast
+/// it grows (at most one new result per call, 14,400 a day at 10 a minute),
+/// so 30 days is at most about 430,000 results.
+pub const SIGNATURE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Why the topology could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -67,17 +73,24 @@ pub struct Topology {
     pub deliveries: kv::Store,
     /// The replicas asked for (`NATS_REPLICAS`), for [`Topology::recreate`].
     pub replicas: usize,
+    /// How long results are kept (`SIGNATURE_RETENTION`; zero: for ever).
+    pub signature_retention: Duration,
 }
 
 impl Topology {
     /// Create (or bring up to date) every stream and bucket with at least
-    /// `replicas` replicas, and open them.
+    /// `replicas` replicas, results kept for `signature_retention` (zero:
+    /// for ever), and open them.
     ///
     /// All nine at once: on a cluster that has just formed (or is busy), a
     /// JetStream request can wait out its whole timeout (10 s) while leaders
     /// are elected; one after another, eight such waits (before the waiting
     /// stream) kept a service from starting for over a minute.
-    pub async fn ensure(js: jetstream::Context, replicas: usize) -> Result<Self, TopologyError> {
+    pub async fn ensure(
+        js: jetstream::Context,
+        replicas: usize,
+        signature_retention: Duration,
+    ) -> Result<Self, TopologyError> {
         let streams = stream_configs().map(|(name, config)| {
             let js = js.clone();
             async move {
@@ -113,7 +126,7 @@ impl Topology {
             futures::future::try_join_all(streams),
             futures::future::try_join5(
                 open(names::JOBS_BUCKET, JOB_RETENTION),
-                open(names::RESULTS_BUCKET, Duration::ZERO),
+                open(names::RESULTS_BUCKET, signature_retention),
                 open(names::WORK_BUCKET, Duration::ZERO),
                 open(names::LIMITER_BUCKET, Duration::ZERO),
                 open(names::DELIVERIES_BUCKET, JOB_RETENTION),
@@ -130,12 +143,13 @@ impl Topology {
             deliveries,
             js,
             replicas,
+            signature_retention,
         })
     }
 
     /// Create again whatever an operator deleted (same replicas).
     pub async fn recreate(&self) -> Result<Self, TopologyError> {
-        Self::ensure(self.js.clone(), self.replicas).await
+        Self::ensure(self.js.clone(), self.replicas, self.signature_retention).await
     }
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
@@ -277,13 +291,16 @@ fn stream_configs() -> [(&'static str, stream::Config); 4] {
     ]
 }
 
-/// A bucket keeping one value per key, on file, for `max_age` (zero: forever).
+/// A bucket keeping one value per key, on file, for `max_age` (zero:
+/// forever). Markers (of a [`crate::remove`], or of a value aged out) expire
+/// after [`crate::store::MARKER_TTL`], so deleted keys cost nothing for ever.
 fn bucket_config(name: &'static str, max_age: Duration) -> kv::Config {
     kv::Config {
         bucket: name.to_owned(),
         history: 1,
         max_age,
         storage: StorageType::File,
+        limit_markers: Some(crate::store::MARKER_TTL),
         ..Default::default()
     }
 }

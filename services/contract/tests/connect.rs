@@ -17,6 +17,7 @@ async fn a_server_list_with_a_dead_first_entry_still_connects() {
             &wire_contract::NatsSettings {
                 url: list,
                 replicas: 1,
+                signature_retention: std::time::Duration::ZERO,
             },
             "connect-test",
             Duration::from_secs(10),

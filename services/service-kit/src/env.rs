@@ -254,7 +254,15 @@ pub fn nats(env: &Env) -> Result<wire_contract::NatsSettings, ConfigError> {
             ),
         ));
     }
-    Ok(wire_contract::NatsSettings { url, replicas })
+    let signature_retention = env.duration(
+        "SIGNATURE_RETENTION",
+        wire_contract::topology::SIGNATURE_RETENTION,
+    )?;
+    Ok(wire_contract::NatsSettings {
+        url,
+        replicas,
+        signature_retention,
+    })
 }
 
 /// Between the host name and the process id in every default replica id.

@@ -33,7 +33,8 @@ const CONSUMERS: [(&str, &str); 2] = [
 ///   (pass the service's `/readyz` timeout: the gauge is that check), else 0;
 /// - `nats_consumer_pending{consumer}`: messages not yet delivered to the
 ///   consumer (its `num_pending`);
-/// - `nats_stream_messages{stream="WEBHOOK_DEAD_LETTERS"}`: dead letters kept.
+/// - `nats_stream_messages{stream="WEBHOOK_DEAD_LETTERS"}`: dead letters kept;
+/// - `sign_results_stored`: results in the signature cache.
 ///
 /// When NATS does not answer, the lag and dead-letter gauges keep their last
 /// value; `nats_ready 0` says they are stale (ConsumerLagHigh requires
@@ -84,5 +85,10 @@ async fn lag_and_dead_letters(topology: &Topology) {
     if let Ok(stream) = topology.js.get_stream(DEAD_LETTER_STREAM).await {
         metrics::gauge!("nats_stream_messages", "stream" => DEAD_LETTER_STREAM)
             .set(stream.cached_info().state.messages as f64);
+    }
+    // The signature cache's size, bounded by SIGNATURE_RETENTION (a removed
+    // or aged-out key's marker may count for MARKER_TTL).
+    if let Ok(status) = topology.results.status().await {
+        metrics::gauge!("sign_results_stored").set(status.values() as f64);
     }
 }

@@ -64,6 +64,8 @@ pub async fn bucket(url: &str) -> kv::Store {
     let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
     js.create_key_value(kv::Config {
         bucket: "t".into(),
+        // As every bucket of the topology: removal markers expire.
+        limit_markers: Some(Duration::from_secs(60)),
         ..Default::default()
     })
     .await

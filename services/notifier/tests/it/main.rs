@@ -51,7 +51,9 @@ impl Harness {
             .try_init();
         let nats = NatsServer::start().await;
         let client = async_nats::connect(nats.url.as_str()).await.unwrap();
-        let topology = Topology::ensure(jetstream::new(client), 1).await.unwrap();
+        let topology = Topology::ensure(jetstream::new(client), 1, Duration::ZERO)
+            .await
+            .unwrap();
         let receiver = Receiver::start().await;
         let vars: HashMap<&str, String> = [
             ("NATS_URL", nats.url.clone()),
