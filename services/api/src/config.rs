@@ -1,5 +1,6 @@
 //! Api configuration from environment variables, validated at start.
 
+use crate::callers::{AdminToken, Callers};
 use ipnet::IpNet;
 use std::{net::SocketAddr, time::Duration};
 
@@ -29,6 +30,10 @@ pub struct Config {
     /// until it is signed. Counted by the signer as it takes jobs in, so a
     /// burst can pass it by the requests still queued.
     pub max_jobs_per_message: u64,
+    /// Who may call (`CALLERS`, or `CALLERS_FILE`); none configured: open.
+    pub callers: Callers,
+    /// The operators' token (`ADMIN_TOKEN`).
+    pub admin_token: AdminToken,
 }
 
 pub use service_kit::env::{ConfigError, Env};
@@ -66,6 +71,8 @@ impl Config {
             backlog_horizon: env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?,
             result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
             max_jobs_per_message: env.parse("MAX_JOBS_PER_MESSAGE", 100_000)?,
+            callers: callers(env)?,
+            admin_token: AdminToken::new(env.secret("ADMIN_TOKEN")),
         };
         if config.sign_wait > MAX_SIGN_WAIT {
             return Err(ConfigError::new(
@@ -89,6 +96,25 @@ impl Config {
             url::Url::parse(base).map_err(|e| ConfigError::new("PUBLIC_BASE_URL", e))?;
         }
         Ok(config)
+    }
+}
+
+/// The callers from `CALLERS` (JSON) or `CALLERS_FILE` (a JSON file), not
+/// both; none when neither is set.
+fn callers(env: &Env) -> Result<Callers, ConfigError> {
+    match (env.optional("CALLERS"), env.optional("CALLERS_FILE")) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "CALLERS_FILE",
+            "set CALLERS or CALLERS_FILE, not both",
+        )),
+        (Some(json), None) => Callers::parse(&json).map_err(|e| ConfigError::new("CALLERS", e)),
+        (None, Some(path)) => {
+            let json = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))?;
+            Callers::parse(&json)
+                .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))
+        }
+        (None, None) => Ok(Callers::default()),
     }
 }
 
@@ -120,6 +146,23 @@ mod tests {
         assert!(parse(&[("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8, nonsense")]).is_err());
         let c = parse(&[("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128")]).expect("valid");
         assert_eq!(c.webhook_allowed_cidrs.len(), 2);
+    }
+
+    #[test]
+    fn callers_come_from_one_place_and_are_checked_at_start() {
+        assert!(parse(&[]).expect("open").callers.is_open());
+        let key = "0".repeat(64);
+        let json = format!(r#"[{{"name": "a", "key_sha256": ["{key}"]}}]"#);
+        assert_eq!(
+            parse(&[("CALLERS", &json)]).expect("valid").callers.len(),
+            1
+        );
+        assert!(parse(&[("CALLERS", "[{}]")]).is_err());
+        assert!(parse(&[("CALLERS", &json), ("CALLERS_FILE", "/x")]).is_err());
+        assert!(parse(&[("CALLERS_FILE", "/no/such/file")]).is_err());
+        let c = parse(&[("ADMIN_TOKEN", "adm")]).expect("valid");
+        assert!(c.admin_token.matches("adm"));
+        assert!(!format!("{c:?}").contains("adm\""));
     }
 
     #[test]

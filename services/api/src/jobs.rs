@@ -1,11 +1,12 @@
 //! `GET /crypto/sign/jobs/{id}`: the status monitor of a job.
 
+use crate::auth;
 use crate::bodies::{JobState, JobStatus, ReplyCode, WebhookAttempt, WebhookState, WebhookView};
 use crate::problem::{ApiError, Problem};
 use crate::sign::retry_after_secs;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use wire_contract::messages::Outcome;
@@ -15,6 +16,25 @@ use wire_contract::{MessageKey, load};
 
 /// How long a status request waits for the signer's word on attempts.
 const ASK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Who reads a job's status.
+enum Reader {
+    /// The admin token.
+    Operator,
+    /// A configured caller.
+    Caller(String),
+    /// Anyone: the gateway is open.
+    Anyone,
+}
+
+impl Reader {
+    fn may_read(&self, job: &JobRecord) -> bool {
+        match self {
+            Reader::Operator | Reader::Anyone => true,
+            Reader::Caller(name) => job.caller.as_deref() == Some(name.as_str()),
+        }
+    }
+}
 
 /// Show a job: pending, signed or failed; attempts; webhook delivery.
 #[utoipa::path(
@@ -28,15 +48,28 @@ const ASK_PATIENCE: Duration = Duration::from_millis(500);
     responses(
         (status = 200, description = "The job", body = JobStatus,
             headers(("Retry-After" = u64, description = "While pending: seconds before polling again is worth it"))),
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Callers are configured and no caller key (or admin token) was sent", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job (or another caller's)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job store cannot be reached", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
 pub async fn show(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // With callers configured, a job is its caller's (or an operator's) to
+    // read; another caller's job looks like no job at all.
+    let reader = if auth::is_admin(&state, &headers) {
+        Reader::Operator
+    } else {
+        match auth::caller(&state, &headers)? {
+            Some(name) => Reader::Caller(name),
+            None => Reader::Anyone,
+        }
+    };
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::UnknownJob(id));
     }
@@ -45,6 +78,7 @@ pub async fn show(
         .await
         .map_err(unavailable)?
         .value
+        .filter(|job| reader.may_read(job))
         .ok_or_else(|| ApiError::UnknownJob(id.clone()))?;
     let key = MessageKey::of(&job.message);
     let result = load::<ResultRecord>(&state.topo.results, "result", key.as_str())

@@ -5,7 +5,9 @@
 //! answers 200 (signature) or 202 (status URL; a webhook follows).
 
 pub mod admission;
+pub mod auth;
 pub mod bodies;
+pub mod callers;
 pub mod config;
 pub mod error_bodies;
 pub mod input;
@@ -95,6 +97,17 @@ pub async fn run(
     topo: Topology,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    if config.callers.is_open() {
+        tracing::warn!(
+            "NO CALLERS CONFIGURED (CALLERS, CALLERS_FILE): the gateway is OPEN; anyone who reaches it can spend the upstream budget and read any job's status"
+        );
+    } else {
+        tracing::info!(
+            callers = config.callers.len(),
+            admin_token = config.admin_token.is_set(),
+            "caller keys required"
+        );
+    }
     let cache = Arc::new(result_cache::ResultCache::new(config.result_cache_entries));
     let results = results_watch::spawn(topo.results.clone(), Arc::clone(&cache), shutdown.clone());
     let deliveries = Arc::new(status::DeliveryFeed::default());

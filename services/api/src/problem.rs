@@ -52,6 +52,9 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// Callers are configured and the request carries none of their keys.
+    #[error("send one of your caller keys as `Authorization: Bearer <key>`")]
+    Unauthorized,
     /// No such job.
     #[error("no job {0}")]
     UnknownJob(String),
@@ -108,6 +111,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "message-too-long",
                 "Message too long",
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "A caller key is needed",
             ),
             ApiError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown-job", "Unknown job"),
             ApiError::SigningFailed { .. } => (
@@ -168,6 +176,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded { retry_after, .. }
             | ApiError::TooManyJobs { retry_after, .. } => {

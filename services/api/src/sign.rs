@@ -7,6 +7,7 @@
 //! signature landing at the deadline cannot produce both or neither.
 
 use crate::admission::{Estimate, expectations};
+use crate::auth;
 use crate::bodies::{JobState, PendingBody, SignedBody};
 use crate::input::{self, SignInput};
 use crate::problem::{ApiError, Problem};
@@ -16,7 +17,7 @@ use crate::state::AppState;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use service_kit::telemetry::current_trace;
 use std::time::Duration;
@@ -100,8 +101,12 @@ struct SignQuery {
             ),
             links(("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")))))),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Callers are configured and no caller key was sent (`Authorization: Bearer <key>`)", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
         (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
@@ -109,11 +114,13 @@ struct SignQuery {
 pub async fn get(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Answer, ApiError> {
     let received = Instant::now();
+    let caller = auth::caller(&state, &headers)?;
     let input = input::from_query(query.as_deref(), &state.rules)?;
-    sign(state, request_id, input, received).await
+    sign(state, request_id, caller, input, received).await
 }
 
 /// `POST /crypto/sign` with `{"message": …, "webhook_url": …}`.
@@ -135,8 +142,12 @@ pub async fn get(
             links(("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")))))),
         (status = 400, description = "Malformed request (including a body that is not a sign request)", body = Problem,
             content_type = "application/problem+json"),
+        (status = 401, description = "Callers are configured and no caller key was sent (`Authorization: Bearer <key>`)", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
         (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
@@ -144,16 +155,19 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
     let received = Instant::now();
+    let caller = auth::caller(&state, &headers)?;
     let input = input::from_json(&body, &state.rules)?;
-    sign(state, request_id, input, received).await
+    sign(state, request_id, caller, input, received).await
 }
 
 async fn sign(
     state: AppState,
     request_id: String,
+    caller: Option<String>,
     input: SignInput,
     received: Instant,
 ) -> Result<Answer, ApiError> {
@@ -175,6 +189,7 @@ async fn sign(
         request_id: request_id.clone(),
         created_at: SystemClock.now(),
         reply: None,
+        caller,
     };
     // Subscribe before looking, so a result landing in between is not missed.
     let mut landed = state.results.subscribe();

@@ -7,9 +7,11 @@
 //! JetStream or from a signer's answer, so any api replica shows the same
 //! picture.
 
+use crate::auth;
 use crate::state::AppState;
 use async_nats::jetstream::kv;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -85,7 +87,12 @@ impl DeliveryFeed {
 /// `GET /status.json`: the figures the page shows. The pending work, the
 /// budget and the upstream calls are the signer's to tell
 /// (`sign.ask.status`); the webhook deliveries are the api's own feed.
-pub async fn data(State(state): State<AppState>) -> Response {
+///
+/// Messages, message keys, job ids and errors only with the admin token
+/// (or on a wholly open gateway, [`auth::sees_details`]); otherwise the same
+/// document with the counts and the budget only, and `"details": false`.
+pub async fn data(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let details = auth::sees_details(&state, &headers);
     let now = SystemClock.now();
     let client = state.topo.js.client();
     let (signer, signer_error) =
@@ -110,11 +117,19 @@ pub async fn data(State(state): State<AppState>) -> Response {
             .unwrap_or_else(|p| p.into_inner());
         (recent.iter().rev().cloned().collect::<Vec<_>>(), totals)
     };
+    let (mut pending, mut calls, mut deliveries) =
+        (signer.pending, signer.upstream_calls, deliveries);
+    if !details {
+        pending.oldest.clear();
+        calls.clear();
+        deliveries.clear();
+    }
     axum::Json(json!({
         "now": now.to_rfc3339(),
-        "pending": signer.pending,
+        "details": details,
+        "pending": pending,
         "budget": signer.budget,
-        "upstream_calls": signer.upstream_calls,
+        "upstream_calls": calls,
         "signer_error": signer_error,
         "webhooks": {"delivered_since_start": totals.0, "failed_since_start": totals.1, "recent": deliveries},
     }))

@@ -40,6 +40,10 @@ pub struct JobRecord {
     pub created_at: UnixMillis,
     /// How the caller was answered; `None` while the api is still deciding.
     pub reply: Option<Reply>,
+    /// The configured caller that asked (`None` when the gateway is open):
+    /// only its key reads the job's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 impl JobRecord {
@@ -445,6 +449,7 @@ mod tests {
             request_id: "r".into(),
             created_at: UnixMillis(1),
             reply,
+            caller: None,
         }
     }
 

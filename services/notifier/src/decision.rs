@@ -141,6 +141,7 @@ mod tests {
             request_id: "req-1".into(),
             created_at: CREATED,
             reply,
+            caller: None,
         }
     }
 

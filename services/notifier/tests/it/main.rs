@@ -101,6 +101,7 @@ impl Harness {
             request_id: format!("req-{id}"),
             created_at,
             reply,
+            caller: None,
         };
         save(&self.topology.jobs, id, &record, 0).await.unwrap();
         self.publish(id, format!("sig-{id}")).await;
@@ -408,6 +409,7 @@ async fn undeliverable_webhooks_are_dead_lettered_and_can_be_redriven() {
         request_id: "req-job-refused".into(),
         created_at: now(),
         reply: Some(Reply::Deferred),
+        caller: None,
     };
     save(&it.topology.jobs, "job-refused", &refused, 0)
         .await
@@ -561,6 +563,7 @@ async fn deliveries_resume_after_a_nats_server_restart() {
         request_id: "req-job-after".into(),
         created_at: now(),
         reply: Some(Reply::Deferred),
+        caller: None,
     };
     let jobs = it.topology.jobs.clone();
     eventually(
@@ -632,6 +635,7 @@ async fn a_slow_receiver_holds_no_one_up_and_shutdown_hands_its_work_back() {
         request_id: "req-job-fast".into(),
         created_at: now(),
         reply: Some(Reply::Deferred),
+        caller: None,
     };
     save(&it.topology.jobs, "job-fast", &fast, 0).await.unwrap();
     it.publish("job-fast", "sig".into()).await;

@@ -80,7 +80,7 @@ async fn joins_of_a_pending_message_keep_its_record_small_and_a_cap_answers_429(
     // pending for the whole test.
     let sys = spawn_system(Options {
         upstream_key: "wrong-key",
-        api_env: vec![("MAX_JOBS_PER_MESSAGE", "300")],
+        api_env: vec![("MAX_JOBS_PER_MESSAGE", "300".into())],
         ..Options::default()
     })
     .await;

@@ -3,6 +3,7 @@
 //! a real webhook receiver. Time is compressed: 10 calls per 3 s window, and
 //! the simulator's minutes are seconds.
 
+mod callers;
 mod checks;
 mod client;
 mod cluster;

@@ -50,7 +50,7 @@ pub struct Options {
     /// The webhook receiver answers every webhook `500`.
     pub failing_receiver: bool,
     /// Extra api settings.
-    pub api_env: Vec<(&'static str, &'static str)>,
+    pub api_env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -227,7 +227,7 @@ pub async fn spawn_system(opts: Options) -> System {
     if let Some(link) = &api_link {
         api_env.push(("NATS_URL", format!("nats://127.0.0.1:{}", link.port)));
     }
-    api_env.extend(opts.api_env.iter().map(|(k, v)| (*k, v.to_string())));
+    api_env.extend(opts.api_env.iter().map(|(k, v)| (*k, v.clone())));
     let api = Proc::start("api", bin("api"), &[], common(&api_env), &dir.0);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -1,0 +1,281 @@
+//! Who is calling: the configured callers and their keys, and the admin
+//! token for the operators' views.
+//!
+//! Callers are configured as JSON, inline (`CALLERS`) or in a file
+//! (`CALLERS_FILE`):
+//!
+//! ```json
+//! [{"name": "team-a", "key_sha256": ["<64 hex>", "<64 hex, while rotating>"]}]
+//! ```
+//!
+//! Only the SHA-256 of each key is configured, never the key: keys are long
+//! random tokens (`openssl rand -hex 32`), for which a fast hash is enough
+//! and a leaked configuration reveals nothing usable. A caller may have two
+//! keys at once, so a key is rotated without a moment when neither works.
+//! With no callers configured the gateway is open (the demo), and says so
+//! loudly at start.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Keys a caller may have at once (two while rotating).
+pub const MAX_KEYS: usize = 2;
+
+/// One configured caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Its name: in job records, logs and metrics.
+    pub name: String,
+    key_sha256: Vec<[u8; 32]>,
+}
+
+/// The configured callers; empty means open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Callers {
+    callers: Vec<Caller>,
+}
+
+/// A caller entry as written in the configuration.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerEntry {
+    name: String,
+    key_sha256: Vec<String>,
+}
+
+/// Why the callers' configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallersError {
+    /// Not the expected JSON.
+    #[error("not a JSON list of {{\"name\", \"key_sha256\": [...]}}: {0}")]
+    Json(String),
+    /// A caller without a usable name.
+    #[error("caller {0:?}: a name is 1 to 64 letters, digits, '-' or '_'")]
+    Name(String),
+    /// Two callers with one name.
+    #[error("caller {0:?} is configured twice")]
+    DuplicateName(String),
+    /// A caller without keys, or with too many.
+    #[error("caller {0:?}: one or two keys (two only while rotating)")]
+    KeyCount(String),
+    /// A key that is not a SHA-256 in hex.
+    #[error("caller {0:?}: a key_sha256 is 64 hex digits (sha256sum of the key)")]
+    KeyFormat(String),
+    /// One key for two callers.
+    #[error("callers {0:?} and {1:?} share a key")]
+    SharedKey(String, String),
+}
+
+impl Callers {
+    /// Parse and check the JSON configuration.
+    ///
+    /// # Errors
+    /// [`CallersError`] for the first problem found.
+    pub fn parse(json: &str) -> Result<Self, CallersError> {
+        let entries: Vec<CallerEntry> =
+            serde_json::from_str(json).map_err(|e| CallersError::Json(e.to_string()))?;
+        let mut callers: Vec<Caller> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let name_ok = (1..=64).contains(&entry.name.len())
+                && entry
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(CallersError::Name(entry.name));
+            }
+            if callers.iter().any(|c| c.name == entry.name) {
+                return Err(CallersError::DuplicateName(entry.name));
+            }
+            if !(1..=MAX_KEYS).contains(&entry.key_sha256.len()) {
+                return Err(CallersError::KeyCount(entry.name));
+            }
+            let mut keys = Vec::with_capacity(entry.key_sha256.len());
+            for hex in &entry.key_sha256 {
+                let key =
+                    decode_hex(hex).ok_or_else(|| CallersError::KeyFormat(entry.name.clone()))?;
+                if let Some(other) = callers.iter().find(|c| c.key_sha256.contains(&key)) {
+                    return Err(CallersError::SharedKey(other.name.clone(), entry.name));
+                }
+                keys.push(key);
+            }
+            callers.push(Caller {
+                name: entry.name,
+                key_sha256: keys,
+            });
+        }
+        Ok(Self { callers })
+    }
+
+    /// No callers configured: anyone may call.
+    pub fn is_open(&self) -> bool {
+        self.callers.is_empty()
+    }
+
+    /// How many callers are configured.
+    pub fn len(&self) -> usize {
+        self.callers.len()
+    }
+
+    /// Whether none is (the same as [`Callers::is_open`]).
+    pub fn is_empty(&self) -> bool {
+        self.callers.is_empty()
+    }
+
+    /// The caller whose key `presented` is. Every configured key is
+    /// compared, each in constant time, whichever matches: the time taken
+    /// says nothing about how close a guess was, or whose key it was near.
+    pub fn identify(&self, presented: &str) -> Option<&Caller> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for caller in &self.callers {
+            for key in &caller.key_sha256 {
+                if bool::from(key.ct_eq(&digest)) {
+                    found = Some(caller);
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The operators' token (`ADMIN_TOKEN`): it shows the status page's and
+/// `/status.json`'s details, and any job.
+#[derive(Debug, Clone, Default)]
+pub struct AdminToken(Option<SecretString>);
+
+impl AdminToken {
+    /// `token` (`None`: no admin token configured).
+    pub fn new(token: Option<SecretString>) -> Self {
+        Self(token)
+    }
+
+    /// Whether one is configured.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `presented` is it (constant time over the token's digest).
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_ref().is_some_and(|token| {
+            let want = Sha256::digest(token.expose_secret().as_bytes());
+            let got = Sha256::digest(presented.as_bytes());
+            bool::from(want.ct_eq(&got))
+        })
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(key: &str) -> String {
+        Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn keys_identify_their_caller_and_two_keys_work_while_rotating() {
+        let json = format!(
+            r#"[{{"name": "team-a", "key_sha256": ["{}", "{}"]}}, {{"name": "team_b", "key_sha256": ["{}"]}}]"#,
+            sha("a-old"),
+            sha("a-new").to_uppercase(),
+            sha("b")
+        );
+        let callers = Callers::parse(&json).expect("valid");
+        assert_eq!(callers.len(), 2);
+        assert!(!callers.is_open());
+        let name = |k: &str| callers.identify(k).map(|c| c.name.as_str());
+        assert_eq!(name("a-old"), Some("team-a"));
+        assert_eq!(name("a-new"), Some("team-a"));
+        assert_eq!(name("b"), Some("team_b"));
+        assert_eq!(name("a"), None);
+        assert_eq!(name(""), None);
+        assert_eq!(name(&sha("b")), None, "the hash is not the key");
+        assert!(Callers::parse("[]").expect("empty").is_open());
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_with_its_reason() {
+        let k = sha("k");
+        let cases = [
+            ("{}".to_owned(), "Json"),
+            (r#"[{"name": "a"}]"#.to_owned(), "Json"),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{k}"], "extra": 1}}]"#),
+                "Json",
+            ),
+            (
+                format!(r#"[{{"name": "", "key_sha256": ["{k}"]}}]"#),
+                "Name",
+            ),
+            (
+                format!(r#"[{{"name": "a b", "key_sha256": ["{k}"]}}]"#),
+                "Name",
+            ),
+            (
+                r#"[{"name": "a", "key_sha256": []}]"#.to_owned(),
+                "KeyCount",
+            ),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{k}", "{k}", "{k}"]}}]"#),
+                "KeyCount",
+            ),
+            (
+                r#"[{"name": "a", "key_sha256": ["abc"]}]"#.to_owned(),
+                "KeyFormat",
+            ),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{}"]}}]"#, "g".repeat(64)),
+                "KeyFormat",
+            ),
+            (
+                format!(
+                    r#"[{{"name": "a", "key_sha256": ["{k}"]}}, {{"name": "a", "key_sha256": ["{}"]}}]"#,
+                    sha("x")
+                ),
+                "DuplicateName",
+            ),
+            (
+                format!(
+                    r#"[{{"name": "a", "key_sha256": ["{k}"]}}, {{"name": "b", "key_sha256": ["{k}"]}}]"#
+                ),
+                "SharedKey",
+            ),
+        ];
+        for (json, want) in cases {
+            let got = Callers::parse(&json).expect_err(&json);
+            assert!(format!("{got:?}").starts_with(want), "{json}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_admin_token_matches_only_itself_and_never_prints() {
+        let admin = AdminToken::new(Some(SecretString::from("s3cret-admin")));
+        assert!(admin.is_set());
+        assert!(admin.matches("s3cret-admin"));
+        assert!(!admin.matches("s3cret-admin "));
+        assert!(!admin.matches(""));
+        assert!(!format!("{admin:?}").contains("s3cret"));
+        let none = AdminToken::default();
+        assert!(!none.is_set());
+        assert!(!none.matches(""));
+    }
+}
