@@ -70,7 +70,7 @@ d = json.load(sys.stdin)
 print(sum(st["state"]["messages"] for acc in d.get("account_details", [])
           for st in acc.get("stream_detail", []) if st["name"] == "SIGN_REQUESTS"))'
 }
-signed() { curl -s --max-time 5 "http://127.0.0.1:$SIM_PORT/admin/audit" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signed_messages"])'; }
+signed() { curl -s --max-time 5 "http://127.0.0.1:$SIM_PORT/admin/audit/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signed_messages"])'; }
 
 # run LABEL BIN: one measured run; prints one result line.
 run() {

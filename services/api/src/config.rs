@@ -1,7 +1,7 @@
 //! Api configuration from environment variables, validated at start.
 
-use crate::callers::{AdminToken, Callers};
 use ipnet::IpNet;
+use service_kit::callers::{AdminToken, Callers};
 use std::{net::SocketAddr, time::Duration};
 
 /// Everything the api needs to run.
@@ -71,7 +71,7 @@ impl Config {
             backlog_horizon: env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?,
             result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
             max_jobs_per_message: env.parse("MAX_JOBS_PER_MESSAGE", 100_000)?,
-            callers: callers(env)?,
+            callers: Callers::from_env(env)?,
             admin_token: AdminToken::new(env.secret("ADMIN_TOKEN")),
         };
         if config.sign_wait > MAX_SIGN_WAIT {
@@ -96,25 +96,6 @@ impl Config {
             url::Url::parse(base).map_err(|e| ConfigError::new("PUBLIC_BASE_URL", e))?;
         }
         Ok(config)
-    }
-}
-
-/// The callers from `CALLERS` (JSON) or `CALLERS_FILE` (a JSON file), not
-/// both; none when neither is set.
-fn callers(env: &Env) -> Result<Callers, ConfigError> {
-    match (env.optional("CALLERS"), env.optional("CALLERS_FILE")) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            "CALLERS_FILE",
-            "set CALLERS or CALLERS_FILE, not both",
-        )),
-        (Some(json), None) => Callers::parse(&json).map_err(|e| ConfigError::new("CALLERS", e)),
-        (None, Some(path)) => {
-            let json = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))?;
-            Callers::parse(&json)
-                .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))
-        }
-        (None, None) => Ok(Callers::default()),
     }
 }
 

@@ -7,7 +7,6 @@
 pub mod admission;
 pub mod auth;
 pub mod bodies;
-pub mod callers;
 pub mod config;
 pub mod error_bodies;
 pub mod input;

@@ -9,6 +9,7 @@ use crate::retry::{RetrySchedule, ScheduleError};
 use crate::signing::SigningKey;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::callers::Callers;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub struct Config {
     pub signing_keys: Vec<SigningKey>,
     /// Whether `signing_keys` came from the environment or were generated.
     pub secret_origin: SecretOrigin,
+    /// Callers' own signing keys, by caller name (`webhook_secret` in
+    /// `CALLERS` / `CALLERS_FILE`): their webhooks are signed with these
+    /// instead of `signing_keys`. Redacted in `Debug`.
+    pub caller_keys: std::collections::HashMap<String, Vec<SigningKey>>,
     /// Timeout of one delivery attempt, connect to last body byte
     /// (`WEBHOOK_TIMEOUT`, e.g. `15s`).
     pub timeout: Duration,
@@ -82,7 +87,10 @@ impl Config {
     pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let require_secret = env.boolean("WEBHOOK_REQUIRE_SECRET", false)?;
         let (signing_keys, secret_origin) = match env.secret("WEBHOOK_SECRET") {
-            Some(list) => (parse_secrets(&list)?, SecretOrigin::Configured),
+            Some(list) => (
+                parse_secrets("WEBHOOK_SECRET", &list)?,
+                SecretOrigin::Configured,
+            ),
             None if require_secret => {
                 return Err(ConfigError::new(
                     "WEBHOOK_SECRET",
@@ -100,10 +108,20 @@ impl Config {
                 "must be more than zero",
             ));
         }
+        let mut caller_keys = std::collections::HashMap::new();
+        for caller in Callers::from_env(env)?.iter() {
+            if let Some(secret) = &caller.webhook_secret {
+                let keys = parse_secrets("CALLERS", secret).map_err(|e| {
+                    ConfigError::new("CALLERS", format!("caller {}: {e}", caller.name))
+                })?;
+                caller_keys.insert(caller.name.clone(), keys);
+            }
+        }
         Ok(Self {
             nats: service_kit::env::nats(env)?,
             signing_keys,
             secret_origin,
+            caller_keys,
             timeout,
             retry: RetrySchedule::parse(&schedule, jitter).map_err(schedule_error)?,
             concurrency: count(env, "WEBHOOK_CONCURRENCY", 64)?,
@@ -138,19 +156,24 @@ fn schedule_error(e: ScheduleError) -> ConfigError {
     }
 }
 
-/// The keys of `WEBHOOK_SECRET` (comma-separated `whsec_…`): the one place
-/// the secret's text is read. Errors give the entry's position, never its text.
-fn parse_secrets(list: &SecretString) -> Result<Vec<SigningKey>, ConfigError> {
-    list.expose_secret()
+/// The keys of a webhook secret (comma-separated `whsec_…`: `WEBHOOK_SECRET`,
+/// or a caller's `webhook_secret` in `var`): the one place a secret's text
+/// is read. Errors give the entry's position, never its text.
+fn parse_secrets(var: &'static str, list: &SecretString) -> Result<Vec<SigningKey>, ConfigError> {
+    let keys: Vec<SigningKey> = list
+        .expose_secret()
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .enumerate()
         .map(|(i, s)| {
-            SigningKey::parse(s)
-                .map_err(|e| ConfigError::new("WEBHOOK_SECRET", format!("entry {}: {e}", i + 1)))
+            SigningKey::parse(s).map_err(|e| ConfigError::new(var, format!("entry {}: {e}", i + 1)))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Err(ConfigError::new(var, "no whsec_ key in it"));
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -178,6 +201,33 @@ mod tests {
         assert_eq!(c.reply_grace, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert!(c.notifier_id.ends_with(&format!("/{}", std::process::id())));
+    }
+
+    #[test]
+    fn callers_own_secrets_are_read_checked_and_never_printed() {
+        let key = "0".repeat(64);
+        let other = "1".repeat(64);
+        let callers = format!(
+            r#"[{{"name": "a", "key_sha256": ["{key}"], "webhook_secret": "{SECRET},{SECRET}"}},
+                {{"name": "b", "key_sha256": ["{other}"]}}]"#
+        );
+        let c = config(&[("CALLERS", &callers)]).expect("valid");
+        assert_eq!(c.caller_keys.len(), 1, "only callers with a secret");
+        assert_eq!(c.caller_keys["a"].len(), 2, "two while rotating");
+        assert!(!format!("{c:?}").contains("MfKQ9r8"));
+        let bad = format!(
+            r#"[{{"name": "a", "key_sha256": ["{key}"], "webhook_secret": "whsec_short-and-secret"}}]"#
+        );
+        let err = config(&[("CALLERS", &bad)])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("CALLERS") && err.contains("caller a"), "{err}");
+        assert!(!err.contains("short-and-secret"), "{err}");
+        let not_json = r#"[{"name": "a", "webhook_secret": "whsec_leak-me"}"#;
+        let err = config(&[("CALLERS", not_json)])
+            .expect_err("refused")
+            .to_string();
+        assert!(!err.contains("leak-me"), "{err}");
     }
 
     #[test]

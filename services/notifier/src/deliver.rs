@@ -72,6 +72,8 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
     /// When the attempt is made (`webhook-timestamp`).
     pub now: UnixMillis,
+    /// The job's caller: its own signing keys, if it has any, sign it.
+    pub caller: Option<&'a str>,
 }
 
 /// Sends webhooks: an HTTP client that dials only vetted addresses, plus the
@@ -80,6 +82,7 @@ pub struct Delivery<'a> {
 pub struct Sender {
     client: reqwest::Client,
     keys: Arc<[SigningKey]>,
+    caller_keys: Arc<std::collections::HashMap<String, Vec<SigningKey>>>,
     allowed: Arc<[IpNet]>,
     timeout: Duration,
 }
@@ -104,6 +107,7 @@ impl Sender {
         Ok(Self {
             client,
             keys: config.signing_keys.clone().into(),
+            caller_keys: Arc::new(config.caller_keys.clone()),
             allowed,
             timeout: config.timeout,
         })
@@ -122,7 +126,11 @@ impl Sender {
     /// Make one attempt. Never fails: every outcome is a report.
     pub async fn send(&self, delivery: Delivery<'_>) -> AttemptReport {
         let timestamp = delivery.now.0 / 1000;
-        let signature = signature_header(&self.keys, delivery.job_id, timestamp, delivery.body);
+        let keys = delivery
+            .caller
+            .and_then(|c| self.caller_keys.get(c))
+            .map_or(&self.keys[..], |k| &k[..]);
+        let signature = signature_header(keys, delivery.job_id, timestamp, delivery.body);
         let mut request = self
             .client
             .post(delivery.url.clone())
@@ -302,6 +310,7 @@ mod tests {
             request_id: "r",
             body: b"{}",
             now: UnixMillis(0),
+            caller: None,
         };
         let report = sender.send(delivery).await;
         assert_eq!(report.verdict, Verdict::Failed(Failure::Permanent));

@@ -213,6 +213,7 @@ async fn deliver(
                 request_id,
                 body: &body,
                 now: started,
+                caller: job.caller.as_deref(),
             };
             let span = info_span!(
                 "webhook attempt",

@@ -16,6 +16,7 @@
 //! Core logic never calls it: it takes a `CancellationToken` and logs
 //! through `tracing`.
 
+pub mod callers;
 pub mod env;
 mod nats_gauges;
 pub mod telemetry;

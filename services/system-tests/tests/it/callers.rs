@@ -1,8 +1,9 @@
-//! Caller keys and private status, with real processes: two callers (one
-//! rotating its key), the admin token, and a caller who has none.
+//! Caller keys, private status and per-caller webhook secrets, with real
+//! processes: two callers (one rotating its key), each with its own webhook
+//! secret, the admin token, and a caller who has none.
 
-use crate::checks::{Deliveries, all_promises_kept};
 use crate::client::{Answer, send, sign_request};
+use crate::receiver::SECRET_B64;
 use crate::system::{Options, System, spawn_system};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -11,6 +12,9 @@ const A_OLD: &str = "team-a-key-being-retired-0123456789";
 const A_NEW: &str = "team-a-key-rotated-in-9876543210";
 const B: &str = "team-b-key-abcdefabcdefabcdef";
 const ADMIN: &str = "operators-token-5555";
+/// The callers' own webhook secrets (base64 of 32 bytes, after `whsec_`).
+const A_SECRET: &str = "dGVhbS1hLXdlYmhvb2stc2VjcmV0LTAxMjM0NTY3ODk=";
+const B_SECRET: &str = "dGVhbS1iLXdlYmhvb2stc2VjcmV0LTk4NzY1NDMyMTA=";
 
 fn sha(key: &str) -> String {
     Sha256::digest(key.as_bytes())
@@ -43,14 +47,16 @@ async fn read(sys: &System, path: &str, token: Option<&str>) -> (u16, serde_json
 #[tokio::test]
 async fn each_caller_needs_its_key_and_reads_only_its_own_jobs() {
     let callers = format!(
-        r#"[{{"name": "team-a", "key_sha256": ["{}", "{}"]}}, {{"name": "team-b", "key_sha256": ["{}"]}}]"#,
+        r#"[{{"name": "team-a", "key_sha256": ["{}", "{}"], "webhook_secret": "whsec_{A_SECRET}"}},
+            {{"name": "team-b", "key_sha256": ["{}"], "webhook_secret": "whsec_{B_SECRET}"}}]"#,
         sha(A_OLD),
         sha(A_NEW),
         sha(B)
     );
     let sys = spawn_system(Options {
         first_try_success: 0.0,
-        api_env: vec![("CALLERS", callers), ("ADMIN_TOKEN", ADMIN.into())],
+        api_env: vec![("CALLERS", callers.clone()), ("ADMIN_TOKEN", ADMIN.into())],
+        notifier_env: vec![("CALLERS", callers)],
         ..Options::default()
     })
     .await;
@@ -90,8 +96,38 @@ async fn each_caller_needs_its_key_and_reads_only_its_own_jobs() {
     assert_eq!(read(&sys, "/readyz", None).await.0, 200);
     assert_eq!(read(&sys, "/openapi.json", None).await.0, 200);
 
-    // Every 202 still gets exactly its webhook.
-    all_promises_kept(&sys, &answers, Deliveries::ExactlyOnce).await;
+    // Every 202 gets exactly its webhook, signed with its caller's own
+    // secret: it verifies with that one, not with the other caller's nor
+    // with the global one.
+    let ids: Vec<String> = answers.iter().map(Answer::id).collect();
+    let got = sys
+        .receiver
+        .wait_until(Duration::from_secs(60), |ds| {
+            ids.iter().all(|id| ds.iter().any(|d| d.webhook_id == *id))
+        })
+        .await;
+    for (i, id) in ids.iter().enumerate() {
+        let mine: Vec<_> = got.iter().filter(|d| d.webhook_id == *id).collect();
+        assert_eq!(mine.len(), 1, "job {i} got {} webhooks", mine.len());
+        let (own, other) = if i < 2 {
+            (A_SECRET, B_SECRET)
+        } else {
+            (B_SECRET, A_SECRET)
+        };
+        assert!(
+            mine[0].verifies_with(own),
+            "job {i}: not signed with its caller's secret"
+        );
+        assert!(
+            !mine[0].verifies_with(other),
+            "job {i}: verifies with the other caller's secret"
+        );
+        assert!(
+            !mine[0].verifies_with(SECRET_B64),
+            "job {i}: verifies with the global secret"
+        );
+        assert_eq!(mine[0].body["data"]["message"], answers[i].message.as_str());
+    }
 
     // The status figures: counts for anyone, details for the operators.
     let (code, open) = read(&sys, "/status.json", Some(A_NEW)).await;

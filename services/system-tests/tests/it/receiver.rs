@@ -24,6 +24,25 @@ pub struct Delivery {
     pub body: serde_json::Value,
     /// Whether `webhook-signature` verified with the shared secret.
     pub signature_valid: bool,
+    /// `webhook-timestamp` and `webhook-signature` as received, and the raw
+    /// body: to verify with another secret ([`Delivery::verifies_with`]).
+    timestamp: String,
+    signatures: String,
+    raw_body: Bytes,
+}
+
+impl Delivery {
+    /// Whether its signature verifies with `secret_b64` (a `whsec_` secret
+    /// without the prefix).
+    pub fn verifies_with(&self, secret_b64: &str) -> bool {
+        verify_with(
+            secret_b64,
+            &self.webhook_id,
+            &self.timestamp,
+            &self.raw_body,
+            &self.signatures,
+        )
+    }
 }
 
 #[derive(Default)]
@@ -128,12 +147,15 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
     let webhook_id = header("webhook-id");
     let timestamp = header("webhook-timestamp");
     let signatures = header("webhook-signature");
-    let signature_valid = verify(&webhook_id, &timestamp, &body, &signatures);
-    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let signature_valid = verify_with(SECRET_B64, &webhook_id, &timestamp, &body, &signatures);
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     inner.deliveries.lock().expect("lock").push(Delivery {
         webhook_id,
-        body,
+        body: json,
         signature_valid,
+        timestamp,
+        signatures,
+        raw_body: body,
     });
     inner.arrived.notify_waiters();
     if inner.failing {
@@ -143,8 +165,8 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
     }
 }
 
-fn verify(id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
-    let Ok(key) = STANDARD.decode(SECRET_B64) else {
+fn verify_with(secret_b64: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Ok(key) = STANDARD.decode(secret_b64) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {

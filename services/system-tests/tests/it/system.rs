@@ -51,6 +51,8 @@ pub struct Options {
     pub failing_receiver: bool,
     /// Extra api settings.
     pub api_env: Vec<(&'static str, String)>,
+    /// Extra notifier settings.
+    pub notifier_env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             otlp_endpoint: None,
             failing_receiver: false,
             api_env: Vec::new(),
+            notifier_env: Vec::new(),
         }
     }
 }
@@ -198,21 +201,23 @@ pub async fn spawn_system(opts: Options) -> System {
     let replicas: Vec<Proc> = (1..opts.signers.max(1))
         .map(|i| start_signer(&format!("signer-{i}"), free_port()))
         .collect();
+    let mut notifier_env = vec![
+        ("WEBHOOK_SECRET", format!("whsec_{SECRET_B64}")),
+        (
+            "WEBHOOK_RETRY_SCHEDULE",
+            "0s,200ms,500ms,1s,2s,2s,2s,2s,2s,2s".into(),
+        ),
+        ("WEBHOOK_RETRY_JITTER", "0".into()),
+        ("WEBHOOK_TIMEOUT", "2s".into()),
+        ("REPLY_GRACE", "3s".into()),
+        ("NOTIFIER_HEALTH_ADDR", format!("127.0.0.1:{notifier_port}")),
+    ];
+    notifier_env.extend(opts.notifier_env.iter().map(|(k, v)| (*k, v.clone())));
     let notifier = Proc::start(
         "notifier",
         bin("notifier"),
         &[],
-        common(&[
-            ("WEBHOOK_SECRET", format!("whsec_{SECRET_B64}")),
-            (
-                "WEBHOOK_RETRY_SCHEDULE",
-                "0s,200ms,500ms,1s,2s,2s,2s,2s,2s,2s".into(),
-            ),
-            ("WEBHOOK_RETRY_JITTER", "0".into()),
-            ("WEBHOOK_TIMEOUT", "2s".into()),
-            ("REPLY_GRACE", "3s".into()),
-            ("NOTIFIER_HEALTH_ADDR", format!("127.0.0.1:{notifier_port}")),
-        ]),
+        common(&notifier_env),
         &dir.0,
     );
     let api_link = if opts.api_link_stalls {

@@ -1,12 +1,18 @@
-//! Who is calling: the configured callers and their keys, and the admin
-//! token for the operators' views.
+//! Who is calling: the configured callers, their keys and webhook secrets,
+//! and the admin token for the operators' views. One configuration, read by
+//! the api (keys) and the notifier (webhook secrets).
 //!
 //! Callers are configured as JSON, inline (`CALLERS`) or in a file
-//! (`CALLERS_FILE`):
+//! (`CALLERS_FILE`, e.g. a mounted secret):
 //!
 //! ```json
-//! [{"name": "team-a", "key_sha256": ["<64 hex>", "<64 hex, while rotating>"]}]
+//! [{"name": "team-a", "key_sha256": ["<64 hex>", "<64 hex, while rotating>"],
+//!   "webhook_secret": "whsec_…"}]
 //! ```
+//!
+//! `webhook_secret` is optional: a caller's webhooks are signed with it
+//! (comma-separate two during a rotation), else with the global
+//! `WEBHOOK_SECRET`. It is held as a secret from the moment it is read.
 //!
 //! Only the SHA-256 of each key is configured, never the key: keys are long
 //! random tokens (`openssl rand -hex 32`), for which a fast hash is enough
@@ -15,6 +21,7 @@
 //! With no callers configured the gateway is open (the demo), and says so
 //! loudly at start.
 
+use crate::env::{ConfigError, Env};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -24,15 +31,18 @@ use subtle::ConstantTimeEq;
 pub const MAX_KEYS: usize = 2;
 
 /// One configured caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// Its name: in job records, logs and metrics.
     pub name: String,
     key_sha256: Vec<[u8; 32]>,
+    /// Its own webhook secret(s), `whsec_…`, comma-separated while rotating
+    /// (checked by the notifier, which uses them).
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// The configured callers; empty means open.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Callers {
     callers: Vec<Caller>,
 }
@@ -43,6 +53,8 @@ pub struct Callers {
 struct CallerEntry {
     name: String,
     key_sha256: Vec<String>,
+    #[serde(default)]
+    webhook_secret: Option<String>,
 }
 
 /// Why the callers' configuration was refused.
@@ -74,8 +86,16 @@ impl Callers {
     /// # Errors
     /// [`CallersError`] for the first problem found.
     pub fn parse(json: &str) -> Result<Self, CallersError> {
-        let entries: Vec<CallerEntry> =
-            serde_json::from_str(json).map_err(|e| CallersError::Json(e.to_string()))?;
+        // The position only: serde_json's message can quote a value, and a
+        // value may be a webhook secret.
+        let entries: Vec<CallerEntry> = serde_json::from_str(json).map_err(|e| {
+            CallersError::Json(format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         let mut callers: Vec<Caller> = Vec::with_capacity(entries.len());
         for entry in entries {
             let name_ok = (1..=64).contains(&entry.name.len())
@@ -104,6 +124,7 @@ impl Callers {
             callers.push(Caller {
                 name: entry.name,
                 key_sha256: keys,
+                webhook_secret: entry.webhook_secret.map(SecretString::from),
             });
         }
         Ok(Self { callers })
@@ -112,6 +133,36 @@ impl Callers {
     /// No callers configured: anyone may call.
     pub fn is_open(&self) -> bool {
         self.callers.is_empty()
+    }
+
+    /// Every configured caller.
+    pub fn iter(&self) -> impl Iterator<Item = &Caller> {
+        self.callers.iter()
+    }
+
+    /// Read from `CALLERS` (JSON) or `CALLERS_FILE` (a JSON file), not both;
+    /// none when neither is set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable, for a file that cannot be read or
+    /// a configuration [`Callers::parse`] refuses.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        match (env.secret("CALLERS"), env.optional("CALLERS_FILE")) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "CALLERS_FILE",
+                "set CALLERS or CALLERS_FILE, not both",
+            )),
+            (Some(json), None) => {
+                Self::parse(json.expose_secret()).map_err(|e| ConfigError::new("CALLERS", e))
+            }
+            (None, Some(path)) => {
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))?;
+                Self::parse(&json)
+                    .map_err(|e| ConfigError::new("CALLERS_FILE", format!("{path}: {e}")))
+            }
+            (None, None) => Ok(Self::default()),
+        }
     }
 
     /// How many callers are configured.
