@@ -149,7 +149,12 @@ pub struct WorkItem {
     /// (field `jobs`); finishing the message tells them too, so items
     /// written before an upgrade, or by an older replica during one, lose
     /// nobody.
-    #[serde(default, rename = "jobs", skip_serializing_if = "Vec::is_empty")]
+    ///
+    /// Always written, empty: versions before the waiting stream require the
+    /// field, so during a rolling upgrade they can still read new items.
+    /// Jobs waiting in the stream for a message such a replica finishes are
+    /// told by the signers' sweep ([`crate::waiting`]).
+    #[serde(default, rename = "jobs")]
     pub legacy_jobs: Vec<WaitingJob>,
     /// When the first job for it arrived.
     pub first_seen: UnixMillis,
@@ -521,7 +526,10 @@ mod tests {
         );
         let new = WorkItem::joined(None, &[waiting("b")], "m", UnixMillis(0));
         let text = serde_json::to_string(&new).expect("encodes");
-        assert!(!text.contains("\"jobs\""), "{text}");
+        assert!(
+            text.contains(r#""jobs":[]"#),
+            "older versions need the field: {text}"
+        );
     }
 
     #[test]

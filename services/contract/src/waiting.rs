@@ -15,7 +15,10 @@ use crate::keys::MessageKey;
 use crate::names;
 use crate::records::WaitingJob;
 use crate::{PublishError, decode, publish_once};
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
 use futures::StreamExt;
 
 /// A waiting-jobs read or purge that failed.
@@ -58,12 +61,33 @@ pub async fn add(
         .map(drop)
 }
 
+/// Longest a listing may take: a stream that stops answering fails the
+/// listing (it is retried) rather than holding the caller for ever.
+pub const LIST_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Every job now waiting for `key`, in the order they joined.
 ///
+/// Read with an ephemeral pull consumer in batches that never wait
+/// (`no_wait` fetches): the listing ends at the first empty batch, so jobs
+/// purged meanwhile by another finisher (who told them) simply end it
+/// sooner, and it can never wait for a message that is gone.
+///
 /// # Errors
-/// [`WaitingError`] when the stream cannot be read; an undecodable entry
-/// (written by a foreign client) is skipped with an error log instead.
+/// [`WaitingError`] when the stream cannot be read within [`LIST_WITHIN`];
+/// an undecodable entry (written by a foreign client) is skipped with an
+/// error log instead.
 pub async fn list(js: &jetstream::Context, key: &MessageKey) -> Result<Waiting, WaitingError> {
+    let fail = |source: async_nats::Error| WaitingError {
+        key: key.as_str().to_owned(),
+        source,
+    };
+    tokio::time::timeout(LIST_WITHIN, list_all(js, key))
+        .await
+        .map_err(|_| fail("listing took longer than 30 s".into()))?
+}
+
+async fn list_all(js: &jetstream::Context, key: &MessageKey) -> Result<Waiting, WaitingError> {
+    const BATCH: usize = 1000;
     let fail = |source: async_nats::Error| WaitingError {
         key: key.as_str().to_owned(),
         source,
@@ -72,42 +96,47 @@ pub async fn list(js: &jetstream::Context, key: &MessageKey) -> Result<Waiting, 
         .get_stream(names::WAITING_STREAM)
         .await
         .map_err(|e| fail(e.into()))?;
-    // An ordered consumer: ephemeral, in memory on the stream leader, gone by
-    // itself after inactive_threshold (default 5 s) once dropped.
-    let mut consumer = stream
-        .create_consumer(OrderedConfig {
+    // Ephemeral, in memory, one replica, gone 5 s after its last use (and
+    // deleted below when the listing ends normally).
+    let consumer = stream
+        .create_consumer(pull::Config {
             filter_subject: subject(key),
             deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: std::time::Duration::from_secs(5),
+            memory_storage: true,
+            num_replicas: 1,
             ..Default::default()
         })
         .await
         .map_err(|e| fail(e.into()))?;
     let mut waiting = Waiting::default();
-    if consumer
-        .info()
-        .await
-        .map_err(|e| fail(e.into()))?
-        .num_pending
-        == 0
-    {
-        return Ok(waiting);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| fail(e.into()))?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| fail(e.into()))?;
-        let info = message.info().map_err(fail)?;
-        let (sequence, pending) = (info.stream_sequence, info.pending);
-        match decode::<WaitingJob>("waiting job", &message.payload) {
-            Ok(job) => waiting.jobs.push(job),
-            Err(e) => {
-                tracing::error!(message_key = %key, sequence, error = %e, "skipping an undecodable waiting job")
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .messages()
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let mut got = 0;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(fail)?;
+            got += 1;
+            let sequence = message.info().map_err(fail)?.stream_sequence;
+            match decode::<WaitingJob>("waiting job", &message.payload) {
+                Ok(job) => waiting.jobs.push(job),
+                Err(e) => {
+                    tracing::error!(message_key = %key, sequence, error = %e, "skipping an undecodable waiting job")
+                }
             }
+            waiting.through = waiting.through.max(sequence);
         }
-        waiting.through = sequence;
-        if pending == 0 {
+        if got == 0 {
             break;
         }
     }
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
     Ok(waiting)
 }
 
@@ -139,6 +168,40 @@ pub async fn forget(
         .await
         .map(drop)
         .map_err(|e| fail(e.into()))
+}
+
+/// The messages that have jobs waiting now, with how many each (one
+/// stream-info request; as many entries as messages with waiting jobs).
+///
+/// # Errors
+/// [`WaitingError`] when the stream cannot be asked.
+pub async fn messages_waited_for(
+    js: &jetstream::Context,
+) -> Result<Vec<(MessageKey, u64)>, WaitingError> {
+    use futures::TryStreamExt;
+    let fail = |source: async_nats::Error| WaitingError {
+        key: ">".to_owned(),
+        source,
+    };
+    let stream = js
+        .get_stream(names::WAITING_STREAM)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let subjects: Vec<(String, usize)> = stream
+        .info_with_subjects(names::WAITING_SUBJECTS)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .try_collect()
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let prefix = format!("{}.", names::WAITING_SUBJECT);
+    Ok(subjects
+        .into_iter()
+        .filter_map(|(subject, n)| {
+            let key = subject.strip_prefix(&prefix)?;
+            Some((MessageKey::of_key(key), n as u64))
+        })
+        .collect())
 }
 
 impl crate::update::Transient for WaitingError {

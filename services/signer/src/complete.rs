@@ -59,6 +59,19 @@ pub async fn complete(
         .put(key.as_str(), encode(&result))
         .await
         .map_err(|e| CompleteError::Put(e.to_string()))?;
+    tell_waiting(topo, key, message, outcome).await
+}
+
+/// Tell every job waiting for `key` its `outcome` (already stored), and
+/// delete the message's work item unless a job joined meanwhile (then again).
+/// What [`complete`] does after storing the result; alone, it is how jobs
+/// left waiting behind a finished message are told ([`crate::sweep`]).
+pub async fn tell_waiting(
+    topo: &Topology,
+    key: &MessageKey,
+    message: &str,
+    outcome: Outcome,
+) -> Result<(), CompleteError> {
     let current = load::<WorkItem>(&topo.work, "work item", key.as_str()).await?;
     // Tell the jobs waiting now, then delete the item at the revision read
     // first; a job joined meanwhile makes it a conflict, and the next round

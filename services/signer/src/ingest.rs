@@ -12,7 +12,7 @@
 //! for one pending message is taken in at the broker's pace, not one
 //! read-modify-write of a growing record per request.
 
-use crate::complete::{CompleteError, complete};
+use crate::complete::{CompleteError, tell_waiting};
 use crate::work_view::WorkView;
 use async_nats::jetstream::{
     AckKind, Message,
@@ -236,21 +236,21 @@ async fn take_in(
         }
         view.apply(key.as_str(), Some(item));
     }
-    // A result may have landed between the check and the write; finishing
-    // again is idempotent and tells these jobs too.
+    // A result may have landed between the check and the write: tell these
+    // jobs (and any others still waiting) in the background, so that a
+    // message with many waiting jobs does not hold up this batch. The jobs
+    // are durable already; if this is lost, the worker finishes an item
+    // whose result is known, and the sweep tells jobs left behind.
     if let Some(result) = load::<ResultRecord>(&topo.results, "result", key.as_str())
         .await?
         .value
     {
-        complete(
-            topo,
-            key,
-            message,
-            result.outcome,
-            result.attempts,
-            clock.now(),
-        )
-        .await?;
+        let (topo, key, message) = (topo.clone(), key.clone(), message.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = tell_waiting(&topo, &key, &message, result.outcome).await {
+                tracing::warn!(message_key = %key, error = %e, "telling the jobs of a finished message failed; the worker or the sweep will");
+            }
+        });
     }
     Ok(())
 }

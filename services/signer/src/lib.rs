@@ -20,6 +20,7 @@ pub mod job_traces;
 pub mod scheduler;
 pub mod shared_budget;
 pub mod simulation;
+pub mod sweep;
 pub mod upstream;
 pub mod work_view;
 pub mod worker;
@@ -116,6 +117,10 @@ pub async fn run(
         Arc::clone(&clock),
         shutdown.clone(),
     ));
+    let sweep = {
+        let (topo, view, shutdown) = (topo.clone(), Arc::clone(&view), shutdown.clone());
+        tokio::spawn(async move { sweep::run(topo, &view, shutdown).await })
+    };
     let health_task = tokio::spawn(health::serve(
         health_listener,
         topo.clone(),
@@ -124,6 +129,7 @@ pub async fn run(
     ));
     worker.run(shutdown.clone()).await;
     let _ = ingest.await;
+    let _ = sweep.await;
     let _ = follow.await;
     let _ = budget_watch.await;
     let _ = answers.await;

@@ -21,6 +21,7 @@ mod receiver;
 mod run_local;
 mod stall_proxy;
 mod status_page;
+mod sweep;
 mod system;
 mod upstream_limit;
 
