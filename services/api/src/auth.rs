@@ -33,6 +33,27 @@ pub fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, A
         .ok_or(ApiError::Unauthorized)
 }
 
+/// [`caller`], then a token from its request-rate bucket.
+///
+/// # Errors
+/// As [`caller`], and [`ApiError::RateLimited`] when the caller is over its
+/// rate.
+pub fn admitted_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let caller = caller(state, headers)?;
+    if let Some(name) = &caller {
+        if let Err(wait) = state.quotas.admit(name) {
+            metrics::counter!("caller_requests_refused_total", "caller" => name.clone(), "reason" => "rate")
+                .increment(1);
+            return Err(ApiError::RateLimited {
+                caller: name.clone(),
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+        metrics::counter!("caller_requests_total", "caller" => name.clone()).increment(1);
+    }
+    Ok(caller)
+}
+
 /// Whether the request carries the admin token.
 pub fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
     bearer(headers).is_some_and(|t| state.config.admin_token.matches(t))

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod quotas;
 pub mod reply;
 pub mod request_id;
 pub mod request_labels;
@@ -133,7 +134,9 @@ pub async fn run(
         max_message_bytes: config.max_message_bytes,
         allowed_cidrs: config.webhook_allowed_cidrs.clone(),
     };
+    let quotas = Arc::new(quotas::Quotas::new(&config.callers));
     let state = AppState {
+        quotas,
         topo: Arc::new(topo),
         config: Arc::new(config),
         rules: Arc::new(rules),

@@ -78,6 +78,14 @@ pub enum ApiError {
         /// Seconds until asking again is worth it.
         retry_after: u64,
     },
+    /// The caller is over its request rate (`rate_per_s` in `CALLERS`).
+    #[error("caller {caller} is over its request rate; retry in {retry_after} s")]
+    RateLimited {
+        /// The caller's name.
+        caller: String,
+        /// Seconds until its next request is admitted.
+        retry_after: u64,
+    },
     /// Too many jobs already wait for this message.
     #[error(
         "{waiting} jobs already wait for this message, the most this service takes ({cap}); retry once it is signed"
@@ -127,6 +135,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backlog-full",
                 "Backlog full",
+            ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Over the caller's request rate",
             ),
             ApiError::TooManyJobs { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -183,7 +196,8 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded { retry_after, .. }
-            | ApiError::TooManyJobs { retry_after, .. } => {
+            | ApiError::TooManyJobs { retry_after, .. }
+            | ApiError::RateLimited { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

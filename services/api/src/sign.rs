@@ -105,7 +105,7 @@ struct SignQuery {
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
         (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
@@ -118,7 +118,7 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Result<Answer, ApiError> {
     let received = Instant::now();
-    let caller = auth::caller(&state, &headers)?;
+    let caller = auth::admitted_caller(&state, &headers)?;
     let input = input::from_query(query.as_deref(), &state.rules)?;
     sign(state, request_id, caller, input, received).await
 }
@@ -146,7 +146,7 @@ pub async fn get(
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
         (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
@@ -159,7 +159,7 @@ pub async fn post(
     body: Bytes,
 ) -> Result<Answer, ApiError> {
     let received = Instant::now();
-    let caller = auth::caller(&state, &headers)?;
+    let caller = auth::admitted_caller(&state, &headers)?;
     let input = input::from_json(&body, &state.rules)?;
     sign(state, request_id, caller, input, received).await
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub recent: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// Known outcomes in memory (the cached-200 hot path).
     pub cache: Arc<crate::result_cache::ResultCache>,
+    /// Per-caller request rates.
+    pub quotas: Arc<crate::quotas::Quotas>,
     /// Recent webhook deliveries, for the status page.
     pub deliveries: Arc<crate::status::DeliveryFeed>,
 }

@@ -32,18 +32,27 @@ async fn jobs_are_listed_once_in_order_and_forgotten_up_to_the_listing() {
     let topo = topology(&n.url).await;
     let key = MessageKey::of("m");
     for i in 0..2500 {
-        waiting::add(&topo.js, &key, &job(i), None).await.expect("add");
+        waiting::add(&topo.js, &key, &job(i), None)
+            .await
+            .expect("add");
     }
     // A redelivered request appends its job again: stored once.
-    waiting::add(&topo.js, &key, &job(7), None).await.expect("add");
+    waiting::add(&topo.js, &key, &job(7), None)
+        .await
+        .expect("add");
     waiting::add(&topo.js, &MessageKey::of("other"), &job(9999), None)
         .await
         .expect("add");
     let listed = waiting::list(&topo.js, &key).await.expect("list");
     let ids: Vec<String> = listed.jobs.iter().map(|j| j.id.clone()).collect();
-    assert_eq!(ids, (0..2500).map(|i| format!("job-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        (0..2500).map(|i| format!("job-{i}")).collect::<Vec<_>>()
+    );
     // One more joins after the listing: forgetting keeps it.
-    waiting::add(&topo.js, &key, &job(2500), None).await.expect("add");
+    waiting::add(&topo.js, &key, &job(2500), None)
+        .await
+        .expect("add");
     waiting::forget(&topo.js, &key, listed.through)
         .await
         .expect("forget");
@@ -92,6 +101,10 @@ async fn a_listing_racing_another_finishers_purge_ends() {
         );
         purged.expect("purge");
         let listed = listed.expect("the listing ended").expect("list");
-        assert!(listed.jobs.len() <= 3000, "round {round}: {}", listed.jobs.len());
+        assert!(
+            listed.jobs.len() <= 3000,
+            "round {round}: {}",
+            listed.jobs.len()
+        );
     }
 }

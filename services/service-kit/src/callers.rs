@@ -10,6 +10,10 @@
 //!   "webhook_secret": "whsec_…"}]
 //! ```
 //!
+//! `rate_per_s` and `burst` (optional) cap the caller's sign requests per
+//! api replica: a token bucket refilled `rate_per_s` a second, holding
+//! `burst` (default `rate_per_s`); beyond it `429`.
+//!
 //! `webhook_secret` is optional: a caller's webhooks are signed with it
 //! (comma-separate two during a rotation), else with the global
 //! `WEBHOOK_SECRET`. It is held as a secret from the moment it is read.
@@ -39,6 +43,17 @@ pub struct Caller {
     /// Its own webhook secret(s), `whsec_…`, comma-separated while rotating
     /// (checked by the notifier, which uses them).
     pub webhook_secret: Option<SecretString>,
+    /// Its request rate, if capped.
+    pub rate: Option<Rate>,
+}
+
+/// A caller's request rate: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Tokens added per second.
+    pub per_second: std::num::NonZeroU32,
+    /// Tokens the bucket holds: the largest burst.
+    pub burst: std::num::NonZeroU32,
 }
 
 /// The configured callers; empty means open.
@@ -55,6 +70,10 @@ struct CallerEntry {
     key_sha256: Vec<String>,
     #[serde(default)]
     webhook_secret: Option<String>,
+    #[serde(default)]
+    rate_per_s: Option<u32>,
+    #[serde(default)]
+    burst: Option<u32>,
 }
 
 /// Why the callers' configuration was refused.
@@ -75,6 +94,9 @@ pub enum CallersError {
     /// A key that is not a SHA-256 in hex.
     #[error("caller {0:?}: a key_sha256 is 64 hex digits (sha256sum of the key)")]
     KeyFormat(String),
+    /// A rate of zero, or a burst without a rate.
+    #[error("caller {0:?}: rate_per_s and burst are at least 1, and burst needs rate_per_s")]
+    Rate(String),
     /// One key for two callers.
     #[error("callers {0:?} and {1:?} share a key")]
     SharedKey(String, String),
@@ -121,10 +143,23 @@ impl Callers {
                 }
                 keys.push(key);
             }
+            use std::num::NonZeroU32;
+            let rate = match (entry.rate_per_s, entry.burst) {
+                (None, None) => None,
+                (Some(r), burst) => {
+                    let per_second =
+                        NonZeroU32::new(r).ok_or_else(|| CallersError::Rate(entry.name.clone()))?;
+                    let burst = NonZeroU32::new(burst.unwrap_or(r))
+                        .ok_or_else(|| CallersError::Rate(entry.name.clone()))?;
+                    Some(Rate { per_second, burst })
+                }
+                (None, Some(_)) => return Err(CallersError::Rate(entry.name)),
+            };
             callers.push(Caller {
                 name: entry.name,
                 key_sha256: keys,
                 webhook_secret: entry.webhook_secret.map(SecretString::from),
+                rate,
             });
         }
         Ok(Self { callers })
@@ -261,6 +296,21 @@ mod tests {
         assert_eq!(name(""), None);
         assert_eq!(name(&sha("b")), None, "the hash is not the key");
         assert!(Callers::parse("[]").expect("empty").is_open());
+        let rated = format!(
+            r#"[{{"name": "r", "key_sha256": ["{}"], "rate_per_s": 5}}, {{"name": "s", "key_sha256": ["{}"], "rate_per_s": 2, "burst": 9}}]"#,
+            sha("r"),
+            sha("s")
+        );
+        let rated = Callers::parse(&rated).expect("valid");
+        let rate = |k: &str| {
+            rated
+                .identify(k)
+                .and_then(|c| c.rate)
+                .map(|r| (r.per_second.get(), r.burst.get()))
+        };
+        assert_eq!(rate("r"), Some((5, 5)), "the burst defaults to the rate");
+        assert_eq!(rate("s"), Some((2, 9)));
+        assert_eq!(callers.identify("b").and_then(|c| c.rate), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 const A_OLD: &str = "team-a-key-being-retired-0123456789";
 const A_NEW: &str = "team-a-key-rotated-in-9876543210";
 const B: &str = "team-b-key-abcdefabcdefabcdef";
+const C: &str = "team-c-key-rate-limited-000111";
 const ADMIN: &str = "operators-token-5555";
 /// The callers' own webhook secrets (base64 of 32 bytes, after `whsec_`).
 const A_SECRET: &str = "dGVhbS1hLXdlYmhvb2stc2VjcmV0LTAxMjM0NTY3ODk=";
@@ -48,10 +49,12 @@ async fn read(sys: &System, path: &str, token: Option<&str>) -> (u16, serde_json
 async fn each_caller_needs_its_key_and_reads_only_its_own_jobs() {
     let callers = format!(
         r#"[{{"name": "team-a", "key_sha256": ["{}", "{}"], "webhook_secret": "whsec_{A_SECRET}"}},
-            {{"name": "team-b", "key_sha256": ["{}"], "webhook_secret": "whsec_{B_SECRET}"}}]"#,
+            {{"name": "team-b", "key_sha256": ["{}"], "webhook_secret": "whsec_{B_SECRET}"}},
+            {{"name": "team-c", "key_sha256": ["{}"], "rate_per_s": 1, "burst": 2}}]"#,
         sha(A_OLD),
         sha(A_NEW),
-        sha(B)
+        sha(B),
+        sha(C)
     );
     let sys = spawn_system(Options {
         first_try_success: 0.0,
@@ -95,6 +98,34 @@ async fn each_caller_needs_its_key_and_reads_only_its_own_jobs() {
     // Probes and the API document stay open.
     assert_eq!(read(&sys, "/readyz", None).await.0, 200);
     assert_eq!(read(&sys, "/openapi.json", None).await.0, 200);
+
+    // C may send 2 at once, then 1 a second: of 5 at once, 3 are refused
+    // at once with 429 and Retry-After; A and B are not slowed.
+    let c_messages: Vec<String> = (0..5).map(|i| format!("from c {i}")).collect();
+    let c_answers =
+        futures::future::join_all(c_messages.iter().map(|m| sign_as(&sys, Some(C), m))).await;
+    let refused: Vec<&Answer> = c_answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "{:?}",
+        c_answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for a in &refused {
+        assert_eq!(a.body["type"], "/problems/rate-limited", "{}", a.body);
+        assert_eq!(a.content_type, "application/problem+json");
+        assert!(a.retry_after.is_some());
+        assert!(
+            a.elapsed < Duration::from_millis(500),
+            "refused at once: {:?}",
+            a.elapsed
+        );
+    }
+    let c_metrics = sys.metrics("api").await;
+    assert!(
+        c_metrics.contains(r#"caller_requests_refused_total{caller="team-c",reason="rate"} 3"#),
+        "{c_metrics}"
+    );
 
     // Every 202 gets exactly its webhook, signed with its caller's own
     // secret: it verifies with that one, not with the other caller's nor
