@@ -3,12 +3,15 @@
 #
 # Each run starts nats-server, the simulator and the services (release
 # builds), queues BENCH_AHEAD distinct messages so the budget (10 calls per
-# 6 s) is saturated for a while, then sends BENCH_JOINS requests for one more
-# message (the "hot" one, queued behind them) from BENCH_JOINS_CONNS
-# connections, closed loop, for at most BENCH_JOINS_SECS. Printed per run:
-# joins answered per second, p50/p99/max from the client, statuses, the other
-# messages the upstream signed meanwhile (the simulator's audit), and how long
-# after the last answer the signer had taken every request in.
+# 6 s) is saturated for a while (200 ahead: about 2 minutes), then sends
+# BENCH_JOINS requests for one more message (the "hot" one, queued behind
+# them, so it stays pending throughout) from BENCH_JOINS_CONNS connections at
+# a fixed BENCH_JOINS_RATE a second (0: closed loop), for at most
+# BENCH_JOINS_SECS. At a fixed rate each latency counts from when the request
+# was due, so a server that falls behind shows it. Printed per run: joins
+# answered per second, p50/p99/max, statuses, the other messages the
+# upstream signed meanwhile (the simulator's audit), and how long after the
+# last answer the signer had taken every request in.
 #
 # The baseline is the same script's run on another build of the services:
 # BENCH_BASELINE_REF (a git ref, built in a temporary worktree sharing this
@@ -24,7 +27,8 @@ ROOT=$(pwd)
 JOINS=${BENCH_JOINS:-20000}
 CONNS=${BENCH_JOINS_CONNS:-200}
 JOINS_SECS=${BENCH_JOINS_SECS:-120}
-AHEAD=${BENCH_AHEAD:-60}
+AHEAD=${BENCH_AHEAD:-200}
+RATE=${BENCH_JOINS_RATE:-1000}
 BASELINE_REF=${BENCH_BASELINE_REF-e0c26bb}
 
 command -v nats-server >/dev/null || scripts/install-nats-server.sh
@@ -98,12 +102,12 @@ run() {
 
   echo "== $label: $AHEAD messages ahead, then $JOINS joins of one message ($CONNS connections)" >&2
   "$bin/load" --label ahead --url "$api/crypto/sign?message=ahead-$tag-{n}" --count "$AHEAD" \
-    --connections "$AHEAD" --duration 30s --timeout 10s >"$BENCH_LOG_DIR/ahead.out"
+    --connections 50 --duration 30s --timeout 10s >"$BENCH_LOG_DIR/ahead.out"
   for _ in $(seq 1 100); do [[ $(requests_left) == 0 ]] && break; sleep 0.1; done
   local before after line t0 ingested="over 120 s"
   before=$(signed)
   line=$("$bin/load" --label joins --url "$api/crypto/sign?message=hot-$tag" --count "$JOINS" \
-    --connections "$CONNS" --duration "${JOINS_SECS}s" --timeout 10s)
+    --rate "$RATE" --connections "$CONNS" --duration "${JOINS_SECS}s" --timeout 10s)
   after=$(signed)
   t0=$(date +%s.%N)
   for _ in $(seq 1 1200); do
@@ -129,7 +133,7 @@ results+=("$(cat "$DIR/current.result")")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "Joins of one pending message: up to $JOINS requests from $CONNS connections (closed loop, at most ${JOINS_SECS}s),"
+echo "Joins of one pending message: up to $JOINS requests from $CONNS connections at $RATE/s (0: closed loop), at most ${JOINS_SECS}s,"
 echo "behind $AHEAD queued messages, budget 10 calls per 6 s; 2 cores, all on 127.0.0.1"
 echo "load average before: $LOAD_BEFORE; after: $LOAD_AFTER; baseline: ${BASELINE_REF:-none}"
 printf '%-9s %8s %9s %9s %9s %9s %-22s %9s %s\n' run answered 'joins/s' 'p50 ms' 'p99 ms' 'max ms' statuses 'signed' 'all taken in after'
