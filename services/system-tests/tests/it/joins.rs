@@ -97,6 +97,7 @@ async fn joins_of_a_pending_message_keep_its_record_small_and_a_cap_answers_429(
             a.body
         );
     }
+    eprintln!("{accepted} accepted and {} refused, cap 300", refused.len());
     // The signer counts jobs as it takes them in, so a few more than the cap
     // may get in while their requests are still queued.
     assert!(
