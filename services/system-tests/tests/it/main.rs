@@ -7,6 +7,7 @@ mod callers;
 mod checks;
 mod client;
 mod cluster;
+mod compose_files;
 mod dockerfiles;
 mod exactly_one;
 mod joins;
