@@ -70,6 +70,28 @@ fn binary_name() -> String {
         .unwrap_or_else(|| "signing-gateway".to_owned())
 }
 
+/// Run `job` every `period` until `shutdown`, which also cuts a run short.
+/// A run slower than the period (NATS slow to answer) is followed by the
+/// next one at once, not by a burst of missed ones.
+pub async fn every<F: Future<Output = R>, R>(
+    period: std::time::Duration,
+    shutdown: &CancellationToken,
+    mut job: impl FnMut() -> F,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = job() => {}
+        }
+    }
+}
+
 /// A token cancelled on the first SIGTERM or SIGINT; a second signal exits
 /// the process at once (an operator who insists is not made to wait).
 pub fn shutdown_on_signals() -> CancellationToken {

@@ -44,20 +44,7 @@ pub async fn refresh_nats_gauges(
     within: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(REFRESH_EVERY);
-    // A refresh slower than the period (NATS slow to answer) is followed by
-    // the next one at once, not by a burst of missed ones.
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = refresh(&topology, within) => {}
-        }
-    }
+    crate::every(REFRESH_EVERY, &shutdown, || refresh(&topology, within)).await;
 }
 
 async fn refresh(topology: &Topology, within: Duration) {

@@ -25,18 +25,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Sweep until `shutdown`.
 pub async fn run(topo: Topology, view: &WorkView, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = sweep_once(&topo, view) => {}
-        }
-    }
+    service_kit::every(SWEEP_EVERY, &shutdown, || sweep_once(&topo, view)).await;
 }
 
 /// One pass; returns how many messages' jobs it told.
