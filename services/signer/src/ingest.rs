@@ -12,7 +12,7 @@
 //! for one pending message is taken in at the broker's pace, not one
 //! read-modify-write of a growing record per request.
 
-use crate::complete::{CompleteError, tell_waiting};
+use crate::complete::tell_waiting;
 use crate::work_view::WorkView;
 use async_nats::jetstream::{
     AckKind, Message,
@@ -50,8 +50,6 @@ enum IngestError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Publish(#[from] wire_contract::PublishError),
-    #[error(transparent)]
-    Complete(#[from] CompleteError),
 }
 
 /// Consume sign requests until `shutdown`, in batches.
