@@ -4,8 +4,10 @@
 
 use crate::problem::ApiError;
 use crate::state::AppState;
+use service_kit::callers::Caller;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
+use wire_contract::claimants::Claimant;
 use wire_contract::signer_answers::{BacklogQuestionV1, MAX_RECENT_KEYS, ask_backlog};
 
 /// What a caller can expect, as the signer estimates it.
@@ -31,13 +33,16 @@ pub struct Expectations {
     pub call_in: Option<Duration>,
 }
 
-/// Expectations for a message.
-/// Refuses a new message (503) when the backlog could not be cleared within
-/// the horizon, and a queued one (429) when `MAX_JOBS_PER_MESSAGE` jobs
-/// already wait for it.
+/// Expectations for a message of `caller` (`None`: an open gateway).
+/// Refuses (429) a caller that has `max_pending` jobs waiting already, and
+/// a queued message that has `MAX_JOBS_PER_MESSAGE`; refuses a new message
+/// (503) when the caller's own backlog could not be cleared within the
+/// horizon at its share of the budget, or the whole backlog within
+/// `BACKLOG_HORIZON_TOTAL`.
 pub async fn expectations(
     state: &AppState,
     key: &str,
+    caller: Option<&Caller>,
     by: Instant,
 ) -> Result<Expectations, ApiError> {
     // Long enough for the signer to record the work item (milliseconds
@@ -60,46 +65,102 @@ pub async fn expectations(
     let question = BacklogQuestionV1 {
         message_key: key.to_owned(),
         recent_keys,
+        caller: caller.map(|c| Claimant {
+            name: c.name.clone(),
+            weight: c.weight,
+        }),
     };
     let client = state.topo.js.client();
     let answer = match timeout_at(by, ask_backlog(&client, &question)).await {
         Ok(Ok(answer)) => answer,
         _ => return Ok(Expectations::default()),
     };
+    let slot_every = Duration::from_millis(answer.slot_every_ms);
+    let mine = caller.zip(answer.caller.as_ref());
+    if let Some((c, mine)) = mine
+        && let Some(cap) = c.max_pending
+        && mine.pending_jobs >= cap
+    {
+        refused("too_many_pending", Some(&c.name));
+        return Err(ApiError::TooManyPending {
+            caller: c.name.clone(),
+            pending: mine.pending_jobs,
+            cap,
+            retry_after: crate::sign::retry_after_secs(Some(slot_every)),
+        });
+    }
     if let Some(queued) = &answer.queued {
         let cap = state.config.max_jobs_per_message;
         if queued.jobs >= cap {
-            metrics::counter!("sign_jobs_refused_total", "reason" => "too_many_jobs").increment(1);
+            refused("too_many_jobs", caller.map(|c| &c.name));
             return Err(ApiError::TooManyJobs {
                 waiting: queued.jobs,
                 cap,
-                retry_after: crate::sign::retry_after_secs(Some(Duration::from_millis(
-                    answer.slot_every_ms,
-                ))),
+                retry_after: crate::sign::retry_after_secs(Some(slot_every)),
             });
+        }
+        // Its next call comes in its owner's order, or in this caller's
+        // turn, whichever is first.
+        let mut call_in = Duration::from_millis(queued.next_call_in_ms);
+        if let Some((_, mine)) = mine {
+            call_in = call_in.min(Duration::from_millis(mine.first_call_in_ms));
         }
         return Ok(Expectations {
             estimate: None,
-            call_in: Some(Duration::from_millis(queued.next_call_in_ms)),
+            call_in: Some(call_in),
         });
     }
-    let estimate = Estimate {
+    let everyone = Duration::from_millis(answer.clear_in_ms);
+    let mut estimate = Estimate {
         first_call_in: Duration::from_millis(answer.first_call_in_ms),
-        clear_in: Duration::from_millis(answer.clear_in_ms),
-        slot_every: Duration::from_millis(answer.slot_every_ms),
+        clear_in: everyone,
+        slot_every,
     };
     let horizon = state.config.backlog_horizon;
-    if estimate.clear_in > horizon {
-        metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(1);
-        let over = (estimate.clear_in - horizon).as_secs().max(1);
+    if let Some((c, mine)) = mine {
+        // At its share: what this caller can expect, whatever others sent.
+        estimate.first_call_in = Duration::from_millis(mine.first_call_in_ms);
+        estimate.clear_in = Duration::from_millis(mine.clear_in_ms);
+        if estimate.clear_in > horizon {
+            refused("caller_backlog_full", Some(&c.name));
+            return Err(ApiError::CallerOverloaded {
+                caller: c.name.clone(),
+                clear_in_secs: estimate.clear_in.as_secs(),
+                horizon_secs: horizon.as_secs(),
+                retry_after: retry_after_over(estimate.clear_in, horizon),
+            });
+        }
+    }
+    // The whole backlog: on an open gateway everyone is one caller, held
+    // to the horizon; with callers, to the (longer) total horizon.
+    let total = if caller.is_some() {
+        state.config.backlog_horizon_total
+    } else {
+        horizon
+    };
+    if everyone > total {
+        refused("backlog_full", caller.map(|c| &c.name));
         return Err(ApiError::Overloaded {
-            clear_in_secs: estimate.clear_in.as_secs(),
-            horizon_secs: horizon.as_secs(),
-            retry_after: over.min(3600),
+            clear_in_secs: everyone.as_secs(),
+            horizon_secs: total.as_secs(),
+            retry_after: retry_after_over(everyone, total),
         });
     }
     Ok(Expectations {
         estimate: Some(estimate),
         call_in: Some(estimate.first_call_in),
     })
+}
+
+/// Count a refusal, by reason and (configured, so bounded) caller.
+fn refused(reason: &'static str, caller: Option<&String>) {
+    match caller {
+        Some(name) => metrics::counter!("sign_jobs_refused_total", "reason" => reason, "caller" => name.clone()).increment(1),
+        None => metrics::counter!("sign_jobs_refused_total", "reason" => reason).increment(1),
+    }
+}
+
+/// Seconds until the backlog could be back within `horizon` (1 s to 1 h).
+fn retry_after_over(clear_in: Duration, horizon: Duration) -> u64 {
+    clear_in.saturating_sub(horizon).as_secs().clamp(1, 3600)
 }

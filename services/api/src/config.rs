@@ -21,9 +21,17 @@ pub struct Config {
     /// Absolute base for `Location` URLs (e.g. `https://sign.example.com`);
     /// relative URLs when unset.
     pub public_base_url: Option<String>,
-    /// New messages are refused (503) when the backlog could not be
-    /// cleared within this long: better no promise than a broken one.
+    /// A caller's new messages are refused (503) when its own backlog
+    /// could not be cleared within this long at its share of the budget:
+    /// better no promise than a broken one. On an open gateway everyone is
+    /// one caller, so this bounds the whole backlog.
     pub backlog_horizon: Duration,
+    /// New messages of any caller are refused (503) when the whole backlog
+    /// could not be cleared within this long (default three horizons, at
+    /// most six days, so under the 7 days job records are kept, unless the
+    /// horizon itself is longer; at least `BACKLOG_HORIZON`). Used only
+    /// with callers configured.
+    pub backlog_horizon_total: Duration,
     /// Known outcomes kept in memory for the cached-200 path (0 disables).
     pub result_cache_entries: usize,
     /// Jobs that may wait for one pending message; more are refused (429)
@@ -37,6 +45,10 @@ pub struct Config {
 }
 
 pub use service_kit::env::{ConfigError, Env};
+
+/// The default `BACKLOG_HORIZON_TOTAL` stays under this: job records are
+/// kept 7 days.
+const SIX_DAYS: Duration = Duration::from_secs(6 * 24 * 3600);
 
 /// The most the api ever waits before answering: 1.6 s, so that with the
 /// time to accept the job before the wait and to claim the reply after it,
@@ -59,6 +71,7 @@ impl Config {
     /// # Errors
     /// As [`Config::from_env`].
     pub fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let backlog_horizon = env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?;
         let config = Self {
             addr: env.parse("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             nats: service_kit::env::nats(env)?,
@@ -68,7 +81,13 @@ impl Config {
             public_base_url: env
                 .optional("PUBLIC_BASE_URL")
                 .map(|s| s.trim_end_matches('/').to_owned()),
-            backlog_horizon: env.duration("BACKLOG_HORIZON", Duration::from_secs(24 * 3600))?,
+            backlog_horizon,
+            backlog_horizon_total: env.duration(
+                "BACKLOG_HORIZON_TOTAL",
+                (backlog_horizon.saturating_mul(3))
+                    .clamp(backlog_horizon.min(SIX_DAYS), SIX_DAYS)
+                    .max(backlog_horizon),
+            )?,
             result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
             max_jobs_per_message: env.parse("MAX_JOBS_PER_MESSAGE", 100_000)?,
             callers: Callers::from_env(env)?,
@@ -84,6 +103,12 @@ impl Config {
             return Err(ConfigError::new(
                 "MAX_MESSAGE_BYTES",
                 "must be between 1 and 65536",
+            ));
+        }
+        if config.backlog_horizon_total < config.backlog_horizon {
+            return Err(ConfigError::new(
+                "BACKLOG_HORIZON_TOTAL",
+                "must be at least BACKLOG_HORIZON",
             ));
         }
         if config.max_jobs_per_message == 0 {

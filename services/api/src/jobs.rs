@@ -93,6 +93,7 @@ pub async fn show(
             let question = BacklogQuestionV1 {
                 message_key: key.as_str().to_owned(),
                 recent_keys: Vec::new(),
+                caller: None,
             };
             let client = state.topo.js.client();
             let asked = ask_backlog(&client, &question);

@@ -86,6 +86,35 @@ pub enum ApiError {
         /// Seconds until its next request is admitted.
         retry_after: u64,
     },
+    /// The caller's own backlog cannot be cleared within the horizon at
+    /// its share of the budget.
+    #[error(
+        "caller {caller}'s signing backlog would take {clear_in_secs} s to clear at its share of the upstream's budget, over the {horizon_secs} s this service promises; retry later"
+    )]
+    CallerOverloaded {
+        /// The caller's name.
+        caller: String,
+        /// Estimated time to clear its backlog, with this message.
+        clear_in_secs: u64,
+        /// The configured horizon.
+        horizon_secs: u64,
+        /// Seconds until asking again is worth it.
+        retry_after: u64,
+    },
+    /// The caller has as many jobs pending as it may (`max_pending`).
+    #[error(
+        "caller {caller} has {pending} jobs waiting for signatures, the most it may have ({cap}); retry once some are signed"
+    )]
+    TooManyPending {
+        /// The caller's name.
+        caller: String,
+        /// Its jobs waiting, as the signer counted them.
+        pending: u64,
+        /// Its cap (`max_pending` in `CALLERS`).
+        cap: u64,
+        /// Seconds until asking again is worth it.
+        retry_after: u64,
+    },
     /// Too many jobs already wait for this message.
     #[error(
         "{waiting} jobs already wait for this message, the most this service takes ({cap}); retry once it is signed"
@@ -135,6 +164,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backlog-full",
                 "Backlog full",
+            ),
+            ApiError::CallerOverloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "caller-backlog-full",
+                "The caller's backlog is full",
+            ),
+            ApiError::TooManyPending { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-pending",
+                "Too many pending jobs for this caller",
             ),
             ApiError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -196,6 +235,8 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded { retry_after, .. }
+            | ApiError::CallerOverloaded { retry_after, .. }
+            | ApiError::TooManyPending { retry_after, .. }
             | ApiError::TooManyJobs { retry_after, .. }
             | ApiError::RateLimited { retry_after, .. } => {
                 response

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, Span, info_span};
+use wire_contract::claimants::Claimant;
 use wire_contract::messages::{Outcome, SignRequestV1};
 use wire_contract::records::{JobRecord, Reply, ResultRecord};
 use wire_contract::time::{Clock, SystemClock};
@@ -105,9 +106,9 @@ struct SignQuery {
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate or its `max_pending` jobs", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
-        (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
@@ -146,9 +147,9 @@ pub async fn get(
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "Message over `MAX_MESSAGE_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate or its `max_pending` jobs", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
-        (status = 503, description = "Backlog full or queue unreachable", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
@@ -203,10 +204,18 @@ async fn sign(
         return answer_now(&job_id, &input.message, outcome);
     }
 
-    let expect = expectations(&state, key.as_str(), accept_by).await?;
+    let configured = job
+        .caller
+        .as_deref()
+        .and_then(|name| state.config.callers.get(name));
+    let expect = expectations(&state, key.as_str(), configured, accept_by).await?;
     let request = SignRequestV1 {
         job_id: job_id.clone(),
         message: input.message.clone(),
+        caller: configured.map(|c| Claimant {
+            name: c.name.clone(),
+            weight: c.weight,
+        }),
     };
     // Spans per step (accept, publish, wait), in the request's trace; the
     // publish span's context travels with the request to the signer.

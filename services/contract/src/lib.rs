@@ -9,6 +9,7 @@
 //! ([`consume`](mod@consume)) and following a bucket ([`mirror`]).
 //! No service handles raw bytes: they use [`codec`].
 
+pub mod claimants;
 pub mod codec;
 pub mod connect;
 pub mod consume;

@@ -10,6 +10,10 @@ pub struct SignRequestV1 {
     pub job_id: String,
     /// The message to sign.
     pub message: String,
+    /// The configured caller it is for (`None` on an open gateway): the
+    /// scheduler's fair share divides the budget among callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<crate::claimants::Claimant>,
 }
 
 /// How a message's signing ended.

@@ -1,9 +1,11 @@
 //! Records kept in KV buckets: the durable state of jobs, messages, the
 //! upstream budget and webhook deliveries.
 
+use crate::claimants::{Claimant, Share};
 use crate::messages::Outcome;
 use crate::time::UnixMillis;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How the api answered a job's caller. Set exactly once, by compare-and-set
 /// on the job record: that single write is what makes "200 or webhook,
@@ -169,6 +171,11 @@ pub struct WorkItem {
     pub last_error: Option<String>,
     /// Set while a signer is calling the upstream for it.
     pub lease: Option<Lease>,
+    /// The configured callers with jobs for it, by name (bounded by the
+    /// configuration; empty on an open gateway): whom a call for it is made
+    /// on behalf of, for the fair share.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub callers: BTreeMap<String, Share>,
 }
 
 impl WorkItem {
@@ -176,9 +183,12 @@ impl WorkItem {
     /// was none. The jobs themselves are appended to the waiting stream
     /// before this is written; here they are only counted, and kept while
     /// fewer than [`FIRST_JOBS_KEPT`] are.
-    pub fn joined(
+    /// `claimants` are the callers the jobs are for (none on an open
+    /// gateway).
+    pub fn joined<'a>(
         prev: Option<&WorkItem>,
         jobs: &[WaitingJob],
+        claimants: impl IntoIterator<Item = &'a Claimant>,
         message: &str,
         now: UnixMillis,
     ) -> WorkItem {
@@ -195,9 +205,18 @@ impl WorkItem {
                 last_attempt: None,
                 last_error: None,
                 lease: None,
+                callers: BTreeMap::new(),
             },
         };
         next.joins += jobs.len() as u64;
+        for c in claimants {
+            let share = next.callers.entry(c.name.clone()).or_insert(Share {
+                weight: c.weight,
+                jobs: 0,
+            });
+            share.weight = c.weight;
+            share.jobs += 1;
+        }
         let room = FIRST_JOBS_KEPT.saturating_sub(next.first_jobs.len());
         next.first_jobs.extend(jobs.iter().take(room).cloned());
         next
@@ -422,6 +441,10 @@ pub struct CallNote {
     pub detail: Option<String>,
     /// How long it took.
     pub latency_ms: u64,
+    /// The caller it was made on behalf of (charged to, for the fair
+    /// share); `None` on an open gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf: Option<String>,
 }
 
 /// The last upstream calls of all replicas (bounded).
@@ -500,19 +523,59 @@ mod tests {
 
     #[test]
     fn joining_creates_once_then_counts_and_keeps_only_the_first_few() {
-        let first = WorkItem::joined(None, &[waiting("a")], "msg", UnixMillis(5));
+        let first = WorkItem::joined(None, &[waiting("a")], [], "msg", UnixMillis(5));
         assert_eq!(first.first_jobs, vec![waiting("a")]);
         assert_eq!(first.joins, 1);
         assert_eq!(first.first_seen, UnixMillis(5));
         assert_eq!(first.attempts, 0);
         let many: Vec<WaitingJob> = (0..10).map(|i| waiting(&format!("b{i}"))).collect();
-        let later = WorkItem::joined(Some(&first), &many, "msg", UnixMillis(9));
+        let later = WorkItem::joined(Some(&first), &many, [], "msg", UnixMillis(9));
         assert_eq!(later.joins, 11);
         assert_eq!(later.first_seen, UnixMillis(5));
         assert_eq!(later.first_jobs.len(), FIRST_JOBS_KEPT);
         assert_eq!(later.first_jobs[..2], [waiting("a"), waiting("b0")]);
-        let full = WorkItem::joined(Some(&later), &[waiting("c")], "msg", UnixMillis(10));
+        let full = WorkItem::joined(Some(&later), &[waiting("c")], [], "msg", UnixMillis(10));
         assert_eq!((full.joins, &full.first_jobs), (12, &later.first_jobs));
+    }
+
+    #[test]
+    fn joining_tallies_each_callers_jobs_and_keeps_its_latest_weight() {
+        let a = Claimant {
+            name: "a".into(),
+            weight: 1,
+        };
+        let b = Claimant {
+            name: "b".into(),
+            weight: 3,
+        };
+        let first = WorkItem::joined(
+            None,
+            &[waiting("1"), waiting("2")],
+            [&a, &a],
+            "m",
+            UnixMillis(0),
+        );
+        let a2 = Claimant {
+            weight: 2,
+            ..a.clone()
+        };
+        let later = WorkItem::joined(
+            Some(&first),
+            &[waiting("3"), waiting("4")],
+            [&b, &a2],
+            "m",
+            UnixMillis(1),
+        );
+        assert_eq!(
+            later.callers.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("a".to_owned(), Share { weight: 2, jobs: 3 }),
+                ("b".to_owned(), Share { weight: 3, jobs: 1 })
+            ]
+        );
+        let open = WorkItem::joined(None, &[waiting("5")], [], "m", UnixMillis(0));
+        let text = serde_json::to_string(&open).expect("encodes");
+        assert!(!text.contains("callers"), "no field when open: {text}");
     }
 
     #[test]
@@ -524,7 +587,7 @@ mod tests {
             (item.first_jobs.len(), item.joins, item.attempts),
             (0, 0, 2)
         );
-        let new = WorkItem::joined(None, &[waiting("b")], "m", UnixMillis(0));
+        let new = WorkItem::joined(None, &[waiting("b")], [], "m", UnixMillis(0));
         let text = serde_json::to_string(&new).expect("encodes");
         assert!(
             text.contains(r#""jobs":[]"#),
@@ -534,7 +597,7 @@ mod tests {
 
     #[test]
     fn a_lease_counts_the_attempt_and_only_its_owner_renews_or_releases_it() {
-        let item = WorkItem::joined(None, &[waiting("a")], "msg", UnixMillis(0));
+        let item = WorkItem::joined(None, &[waiting("a")], [], "msg", UnixMillis(0));
         let leased = item.leased("s1", UnixMillis(10), UnixMillis(25));
         assert_eq!(leased.attempts, 1);
         assert_eq!(leased.first_attempt, Some(UnixMillis(10)));
@@ -565,6 +628,7 @@ mod tests {
             outcome: "signed".into(),
             detail: None,
             latency_ms: 1,
+            on_behalf: None,
         };
         let mut r = RecentCalls::noted(None, note(0), 3);
         for i in 1..5 {

@@ -20,6 +20,10 @@ pub struct BacklogQuestionV1 {
     /// [`MAX_RECENT_KEYS`]): those not yet queued are counted as never tried.
     #[serde(default)]
     pub recent_keys: Vec<String>,
+    /// The configured caller asking, with its weight (`None` on an open
+    /// gateway): the answer then says what its share of the budget gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<crate::claimants::Claimant>,
 }
 
 /// The asked message, while it is pending.
@@ -58,6 +62,24 @@ pub struct BacklogAnswerV1 {
     /// One budget slot's worth of time (the window over the limit): how
     /// long a caller should wait before polling again is worth it.
     pub slot_every_ms: u64,
+    /// The asking caller's own backlog and what its share gives it, when
+    /// the question named a caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<CallerBacklogV1>,
+}
+
+/// One caller's pending work and its expectations at its fair share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerBacklogV1 {
+    /// Its jobs taken in and waiting for a signature (requests still
+    /// queued to the signer are not counted yet).
+    pub pending_jobs: u64,
+    /// Pending messages it has jobs for.
+    pub messages: usize,
+    /// Until a new message of its own gets its first upstream call.
+    pub first_call_in_ms: u64,
+    /// Until its own backlog, a new message included, is likely cleared.
+    pub clear_in_ms: u64,
 }
 
 /// One pending message on the status page (bounded sample).

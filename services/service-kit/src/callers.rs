@@ -14,6 +14,10 @@
 //! api replica: a token bucket refilled `rate_per_s` a second, holding
 //! `burst` (default `rate_per_s`); beyond it `429`.
 //!
+//! `weight` (1 to 20, default 1) is the caller's share of the upstream
+//! budget against the other callers with pending work. `max_pending`
+//! (optional) caps its jobs waiting for a signature; beyond it `429`.
+//!
 //! `webhook_secret` is optional: a caller's webhooks are signed with it
 //! (comma-separate two during a rotation), else with the global
 //! `WEBHOOK_SECRET`. It is held as a secret from the moment it is read.
@@ -34,6 +38,11 @@ use subtle::ConstantTimeEq;
 /// Keys a caller may have at once (two while rotating).
 pub const MAX_KEYS: usize = 2;
 
+/// The largest weight. The scheduler's tally remembers the last 50 calls
+/// (signer `scheduler::FAIR_MEMORY`), so a share of 1 in 21 still shows in
+/// it; larger ratios could not be told apart.
+pub const MAX_WEIGHT: u32 = 20;
+
 /// One configured caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -45,6 +54,10 @@ pub struct Caller {
     pub webhook_secret: Option<SecretString>,
     /// Its request rate, if capped.
     pub rate: Option<Rate>,
+    /// Its share of the budget against other callers with pending work.
+    pub weight: u32,
+    /// The most jobs it may have waiting for a signature, if capped.
+    pub max_pending: Option<u64>,
 }
 
 /// A caller's request rate: a token bucket.
@@ -74,6 +87,10 @@ struct CallerEntry {
     rate_per_s: Option<u32>,
     #[serde(default)]
     burst: Option<u32>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    max_pending: Option<u64>,
 }
 
 /// Why the callers' configuration was refused.
@@ -97,6 +114,9 @@ pub enum CallersError {
     /// A rate of zero, or a burst without a rate.
     #[error("caller {0:?}: rate_per_s and burst are at least 1, and burst needs rate_per_s")]
     Rate(String),
+    /// A weight outside 1..=20, or a `max_pending` of 0.
+    #[error("caller {0:?}: weight is 1 to 20, and max_pending at least 1")]
+    Share(String),
     /// One key for two callers.
     #[error("callers {0:?} and {1:?} share a key")]
     SharedKey(String, String),
@@ -155,11 +175,17 @@ impl Callers {
                 }
                 (None, Some(_)) => return Err(CallersError::Rate(entry.name)),
             };
+            let weight = entry.weight.unwrap_or(1);
+            if !(1..=MAX_WEIGHT).contains(&weight) || entry.max_pending == Some(0) {
+                return Err(CallersError::Share(entry.name));
+            }
             callers.push(Caller {
                 name: entry.name,
                 key_sha256: keys,
                 webhook_secret: entry.webhook_secret.map(SecretString::from),
                 rate,
+                weight,
+                max_pending: entry.max_pending,
             });
         }
         Ok(Self { callers })
@@ -198,6 +224,11 @@ impl Callers {
             }
             (None, None) => Ok(Self::default()),
         }
+    }
+
+    /// The caller named `name`.
+    pub fn get(&self, name: &str) -> Option<&Caller> {
+        self.callers.iter().find(|c| c.name == name)
     }
 
     /// How many callers are configured.
@@ -314,6 +345,22 @@ mod tests {
     }
 
     #[test]
+    fn weights_default_to_one_and_pending_caps_are_optional() {
+        let json = format!(
+            r#"[{{"name": "a", "key_sha256": ["{}"], "weight": 3, "max_pending": 50}},
+                {{"name": "b", "key_sha256": ["{}"]}}]"#,
+            sha("ka"),
+            sha("kb")
+        );
+        let callers = Callers::parse(&json).expect("valid");
+        let a = callers.get("a").expect("a");
+        let b = callers.get("b").expect("b");
+        assert_eq!((a.weight, a.max_pending), (3, Some(50)));
+        assert_eq!((b.weight, b.max_pending), (1, None));
+        assert!(callers.get("c").is_none());
+    }
+
+    #[test]
     fn a_bad_configuration_is_refused_with_its_reason() {
         let k = sha("k");
         let cases = [
@@ -359,6 +406,18 @@ mod tests {
                     r#"[{{"name": "a", "key_sha256": ["{k}"]}}, {{"name": "b", "key_sha256": ["{k}"]}}]"#
                 ),
                 "SharedKey",
+            ),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{k}"], "weight": 0}}]"#),
+                "Share",
+            ),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{k}"], "weight": 21}}]"#),
+                "Share",
+            ),
+            (
+                format!(r#"[{{"name": "a", "key_sha256": ["{k}"], "max_pending": 0}}]"#),
+                "Share",
             ),
         ];
         for (json, want) in cases {

@@ -257,7 +257,7 @@ fn main() {
         "ratio = time to drain / budget bound (mean over seeds); lower is better, 1.00 is the bound\n"
     );
     let policies: Vec<Box<dyn Fn() -> Box<dyn Policy>>> = vec![
-        Box::new(|| Box::new(Signer(RetryPolicy::default()))),
+        Box::new(|| Box::new(Signer::new(RetryPolicy::default()))),
         Box::new(|| Box::new(Oracle)),
         Box::new(|| Box::new(HeadOfLine)),
         Box::new(|| {
@@ -278,7 +278,7 @@ fn main() {
                 count_ends: false,
                 ..*model
             };
-            let r = measure(&before, &|| Box::new(Signer(RetryPolicy::default())));
+            let r = measure(&before, &|| Box::new(Signer::new(RetryPolicy::default())));
             println!(
                 "{} (limiter counting start times only, as before)",
                 model.name

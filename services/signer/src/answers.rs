@@ -6,7 +6,7 @@
 //! the shared budget.
 
 use crate::budget::Call;
-use crate::estimate::{self, Pending};
+use crate::estimate::{self, Part, Pending};
 use crate::shared_budget::SharedBudget;
 use crate::work_view::WorkView;
 use futures::StreamExt;
@@ -14,11 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use wire_contract::claimants::Claimant;
 use wire_contract::pause::pause;
 use wire_contract::records::{RecentCalls, WorkItem};
 use wire_contract::signer_answers::{
-    BacklogAnswerV1, BacklogQuestionV1, BudgetV1, CallV1, MAX_RECENT_KEYS, PendingSampleV1,
-    PendingV1, QueuedV1, SignerStatusV1, SlotV1,
+    BacklogAnswerV1, BacklogQuestionV1, BudgetV1, CallV1, CallerBacklogV1, MAX_RECENT_KEYS,
+    PendingSampleV1, PendingV1, QueuedV1, SignerStatusV1, SlotV1,
 };
 use wire_contract::time::Clock;
 use wire_contract::{Topology, UnixMillis, decode, encode, load, names};
@@ -184,6 +185,54 @@ pub fn answer_backlog(
         first_call_in_ms: e.first_call_in.as_millis() as u64,
         clear_in_ms: e.clear_in.as_millis() as u64,
         slot_every_ms: (budget.period() / budget.limit.max(1)).as_millis() as u64,
+        caller: q
+            .caller
+            .as_ref()
+            .map(|c| caller_backlog(budget, now, calls, items, c, pending)),
+    }
+}
+
+/// `caller`'s own pending work, and what its share of the budget gives a
+/// new message of its own ([`estimate::estimate_for`]).
+fn caller_backlog(
+    budget: &crate::budget::Budget,
+    now: UnixMillis,
+    calls: &[Call],
+    items: &HashMap<String, WorkItem>,
+    caller: &Claimant,
+    all: Pending,
+) -> CallerBacklogV1 {
+    let mut weights: HashMap<Option<&str>, u32> = HashMap::new();
+    weights.insert(Some(caller.name.as_str()), caller.weight);
+    let (mut mine, mut jobs, mut messages) = (Pending::default(), 0u64, 0usize);
+    for w in items.values() {
+        if w.callers.is_empty() {
+            weights.insert(None, 1);
+        }
+        for (name, share) in &w.callers {
+            weights.entry(Some(name.as_str())).or_insert(share.weight);
+        }
+        if let Some(share) = w.callers.get(&caller.name) {
+            jobs += share.jobs;
+            messages += 1;
+            if w.attempts == 0 {
+                mine.untried += 1;
+            } else {
+                mine.retrying += 1;
+            }
+        }
+    }
+    let part = Part {
+        mine,
+        weight: caller.weight,
+        total_weight: weights.values().sum(),
+    };
+    let e = estimate::estimate_for(budget, now, calls, part, all);
+    CallerBacklogV1 {
+        pending_jobs: jobs,
+        messages,
+        first_call_in_ms: e.first_call_in.as_millis() as u64,
+        clear_in_ms: e.clear_in.as_millis() as u64,
     }
 }
 
@@ -273,7 +322,7 @@ mod tests {
                 owner: "s".into(),
                 until: UnixMillis(u),
             }),
-            ..WorkItem::joined(None, &[job], &"m".repeat(100), UnixMillis(first_seen))
+            ..WorkItem::joined(None, &[job], [], &"m".repeat(100), UnixMillis(first_seen))
         }
     }
 
@@ -290,6 +339,7 @@ mod tests {
         let q = BacklogQuestionV1 {
             message_key: "asked".into(),
             recent_keys: vec!["k0".into(), "new1".into(), "new2".into(), "asked".into()],
+            caller: None,
         };
         let a = answer_backlog(
             &TEST_BUDGET,
@@ -311,6 +361,7 @@ mod tests {
         let absent = BacklogQuestionV1 {
             message_key: "nope".into(),
             recent_keys: vec![],
+            caller: None,
         };
         assert_eq!(
             answer_backlog(
@@ -347,6 +398,7 @@ mod tests {
             let q = BacklogQuestionV1 {
                 message_key: key.into(),
                 recent_keys: vec!["unseen".into()],
+                caller: None,
             };
             let a = answer_backlog(&TEST_BUDGET, now, now, &calls, &work, &q);
             a.queued.expect("queued").next_call_in_ms
@@ -399,6 +451,7 @@ mod tests {
             outcome: "signed".into(),
             detail: None,
             latency_ms: 3,
+            on_behalf: None,
         };
         let recent = RecentCalls {
             calls: vec![note; 50],
@@ -419,5 +472,72 @@ mod tests {
         assert_eq!(s.budget.slots.len(), 10);
         assert_eq!(s.upstream_calls.len(), 20);
         assert!(s.budget.used >= 10);
+    }
+
+    #[test]
+    fn a_caller_is_told_its_own_backlog_and_what_its_share_gives_it() {
+        use wire_contract::claimants::Claimant;
+        let claimant = |name: &str| Claimant {
+            name: name.into(),
+            weight: 1,
+        };
+        let (a, b) = (claimant("a"), claimant("b"));
+        let job = |i: usize| WaitingJob {
+            id: format!("j{i}"),
+            request_id: "r".into(),
+            trace: None,
+        };
+        let mut work = HashMap::new();
+        // A floods: 600 messages. B has 2, one of them joined twice.
+        for i in 0..600 {
+            let item = WorkItem::joined(None, &[job(i)], [&a], "m", UnixMillis(i as u64));
+            work.insert(format!("a{i}"), item);
+        }
+        for i in 0..2 {
+            let item = WorkItem::joined(None, &[job(i)], [&b], "m", UnixMillis(1_000));
+            work.insert(format!("b{i}"), item);
+        }
+        let twice = WorkItem::joined(work.get("b0"), &[job(9)], [&b], "m", UnixMillis(2_000));
+        work.insert("b0".into(), twice);
+        let ask = |who: &Claimant| {
+            let q = BacklogQuestionV1 {
+                message_key: "new".into(),
+                recent_keys: vec![],
+                caller: Some(who.clone()),
+            };
+            answer_backlog(
+                &TEST_BUDGET,
+                UnixMillis(5_000),
+                UnixMillis(5_000),
+                &[],
+                &work,
+                &q,
+            )
+        };
+        let for_b = ask(&b);
+        let mine = for_b.caller.clone().expect("asked as b");
+        assert_eq!((mine.pending_jobs, mine.messages), (3, 2));
+        // B's new message is its third: within the first budget window,
+        // where everyone's queue would put it an hour out.
+        assert_eq!(mine.first_call_in_ms, 0);
+        assert!(for_b.first_call_in_ms >= 3_600_000, "{for_b:?}");
+        // A's own flood at half the budget: twice the time of the whole.
+        let for_a = ask(&a).caller.expect("asked as a");
+        assert_eq!(for_a.pending_jobs, 600);
+        assert!(for_a.clear_in_ms > mine.clear_in_ms, "{for_a:?} {mine:?}");
+        // An open gateway's question names no caller: no caller part.
+        let open = BacklogQuestionV1 {
+            message_key: "new".into(),
+            ..Default::default()
+        };
+        let a_open = answer_backlog(
+            &TEST_BUDGET,
+            UnixMillis(5_000),
+            UnixMillis(5_000),
+            &[],
+            &work,
+            &open,
+        );
+        assert_eq!(a_open.caller, None);
     }
 }

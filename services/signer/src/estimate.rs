@@ -52,6 +52,52 @@ pub fn estimate(budget: &Budget, now: UnixMillis, calls: &[Call], pending: Pendi
     }
 }
 
+/// A caller's part of the pending work and of the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Its own pending messages.
+    pub mine: Pending,
+    /// Its weight.
+    pub weight: u32,
+    /// The weights of every caller with pending work, its own included.
+    pub total_weight: u32,
+}
+
+/// Expectations for a new message of one caller: the scheduler gives each
+/// caller with pending work calls in proportion to its weight, so its own
+/// calls come at `weight / total_weight` of the budget's pace. Never later
+/// than if everything pending went first (`all`): the share is a floor,
+/// and calls no other caller wants are its too.
+pub fn estimate_for(
+    budget: &Budget,
+    now: UnixMillis,
+    calls: &[Call],
+    part: Part,
+    all: Pending,
+) -> Estimate {
+    let everyone = estimate(budget, now, calls, all);
+    let (w, total) = (
+        u64::from(part.weight.max(1)),
+        u64::from(part.total_weight.max(part.weight).max(1)),
+    );
+    // The n-th of its own calls, at its share: ceil(n * total / w) overall.
+    let at_share = |n: usize| (n as u64 * total).div_ceil(w) as usize;
+    let mine = estimate(budget, now, calls, part.mine);
+    let expected_calls = (part.mine.untried + 1) * 3 / 2 + part.mine.retrying;
+    let first = slot(budget, now, calls, at_share(part.mine.untried)).since(now);
+    let clear = slot(
+        budget,
+        now,
+        calls,
+        at_share(expected_calls).saturating_sub(1),
+    )
+    .since(now);
+    Estimate {
+        first_call_in: first.max(mine.first_call_in).min(everyone.first_call_in),
+        clear_in: clear.max(mine.clear_in).min(everyone.clear_in),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +186,56 @@ mod tests {
             },
         );
         assert!(huge.clear_in > Duration::from_secs(24 * 3600), "{huge:?}");
+    }
+
+    #[test]
+    fn a_callers_expectations_follow_its_own_backlog_at_its_share() {
+        let flood = Pending {
+            untried: 10_000,
+            retrying: 0,
+        };
+        let alone = Part {
+            mine: Pending {
+                untried: 60,
+                retrying: 0,
+            },
+            weight: 1,
+            total_weight: 1,
+        };
+        // Alone, its share is the whole budget: as for everyone.
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], alone, alone.mine);
+        assert_eq!(e, estimate(&TEST_BUDGET, t(0), &[], alone.mine));
+        // Beside another caller's flood at equal weight: twice as long as
+        // alone, far from the flood's day.
+        let shared = Part {
+            total_weight: 2,
+            ..alone
+        };
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], shared, flood);
+        assert_eq!(e.first_call_in, Duration::from_secs(720));
+        assert_eq!(e.clear_in, Duration::from_secs(1080));
+        // A new caller with nothing pending is next.
+        let newcomer = Part {
+            mine: Pending::default(),
+            weight: 1,
+            total_weight: 2,
+        };
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], newcomer, flood);
+        assert_eq!(e.first_call_in, Duration::ZERO);
+        // Weight 3 of 4: a third faster than at 1 of 2.
+        let heavy = Part {
+            weight: 3,
+            total_weight: 4,
+            ..alone
+        };
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], heavy, flood);
+        assert_eq!(e.first_call_in, Duration::from_secs(480));
+        // Never later than if everything pending went first.
+        let small_world = Pending {
+            untried: 61,
+            retrying: 0,
+        };
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], shared, small_world);
+        assert_eq!(e, estimate(&TEST_BUDGET, t(0), &[], small_world));
     }
 }

@@ -224,7 +224,10 @@ async fn take_in(
         &topo.work,
         "work item",
         key.as_str(),
-        |item: Option<&WorkItem>| Some(WorkItem::joined(item, &jobs, message, now)),
+        |item: Option<&WorkItem>| {
+            let claimants = taken.iter().filter_map(|t| t.request.caller.as_ref());
+            Some(WorkItem::joined(item, &jobs, claimants, message, now))
+        },
     )
     .await?;
     if let Updated::Written(item) = joined {

@@ -113,7 +113,7 @@ mod tests {
         // Traces off (no OTel layer in unit tests): no parent to set, and a
         // job's event carries its own stored context unchanged.
         let jobs: Vec<WaitingJob> = (1..=10).map(|i| job(i, true)).collect();
-        let item = WorkItem::joined(None, &jobs, "m", UnixMillis(0));
+        let item = WorkItem::joined(None, &jobs, [], "m", UnixMillis(0));
         let span = attempt_span(&MessageKey::of("m"), &item);
         let _entered = span.enter();
         assert_eq!(event_trace(&jobs[4]), jobs[4].trace);

@@ -11,14 +11,28 @@
 //! than `settle` (the usual degradation) is speculative; it is made only when
 //! nothing better is eligible, so no slot idles while a message could use it.
 //! No message blocks another.
+//!
+//! Callers share the budget by weight. Each call is charged to one caller:
+//! the one, among those with a useful call to make (a first try or a settled
+//! retry; a speculative one only when no caller has better), that was
+//! charged the fewest of the recent calls for its weight. The call goes to
+//! that caller's best message by the rules above. A message wanted by
+//! several callers is one call, charged to the caller whose turn it is; the
+//! others get it free. So a caller's new message waits for its own backlog
+//! and its turn, never for another caller's burst. "Recent" is the last few
+//! calls of every replica ([`served`]): an idle caller banks no credit, and
+//! nothing of it lives only in one replica's memory.
 
 use crate::budget::Admission;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 use wire_contract::UnixMillis;
 
-/// What the scheduler needs to know about one pending message.
+/// What the scheduler needs to know about one pending message. `C` names
+/// a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate<K> {
+pub struct Candidate<K, C = String> {
     /// Caller's handle for the message (its key).
     pub key: K,
     /// Upstream attempts so far.
@@ -31,6 +45,9 @@ pub struct Candidate<K> {
     pub last_attempt: Option<UnixMillis>,
     /// Until when some signer holds it (a call in flight).
     pub leased_until: Option<UnixMillis>,
+    /// The callers it is for, with their weights; empty: the anonymous
+    /// caller of an open gateway.
+    pub callers: Vec<(C, u32)>,
 }
 
 /// Retry timing.
@@ -79,9 +96,15 @@ enum Rank {
 
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next<K> {
-    /// Call the upstream for this message now.
-    Call(K),
+pub enum Next<K, C = String> {
+    /// Call the upstream for this message now, charged to `on_behalf`
+    /// (`None`: the anonymous caller).
+    Call {
+        /// The message.
+        key: K,
+        /// The caller whose share the call comes out of.
+        on_behalf: Option<C>,
+    },
     /// Nothing to do before `until` (or before new work arrives, if `None`).
     Idle {
         /// When to decide again.
@@ -89,7 +112,7 @@ pub enum Next<K> {
     },
 }
 
-impl<K> Candidate<K> {
+impl<K, C> Candidate<K, C> {
     /// Earliest instant this message may be tried.
     pub fn eligible_at(&self, policy: &RetryPolicy) -> UnixMillis {
         let mut by_backoff = match self.last_attempt {
@@ -116,16 +139,38 @@ impl<K> Candidate<K> {
     }
 }
 
+/// How many recent calls the fair share counts: five windows of the
+/// default budget, so weights up to the largest configurable weight, 20 (against 1) still
+/// show in the tally.
+pub const FAIR_MEMORY: usize = 50;
+
+/// Calls recently charged to each caller (`None`: the anonymous one).
+pub type Served<C> = HashMap<Option<C>, u32>;
+
+/// Tally the callers charged for the last `memory` of `recent` calls
+/// (oldest first).
+pub fn served<'a, C: Clone + Eq + Hash + 'a>(
+    recent: impl DoubleEndedIterator<Item = &'a Option<C>>,
+    memory: usize,
+) -> Served<C> {
+    let mut tally = Served::new();
+    for c in recent.rev().take(memory) {
+        *tally.entry(c.clone()).or_default() += 1;
+    }
+    tally
+}
+
 /// Decide the next call at `now`. `admission` is the limiter's answer for
 /// `now`; `paused_until` stops all calls (e.g. after the upstream rejected
-/// our credentials).
-pub fn next<K: Clone>(
+/// our credentials); `served` is what each caller was charged of late.
+pub fn next<K: Clone, C: Clone + Eq + Hash + Ord>(
     now: UnixMillis,
-    candidates: &[Candidate<K>],
+    candidates: &[Candidate<K, C>],
     admission: Admission,
     policy: &RetryPolicy,
     paused_until: Option<UnixMillis>,
-) -> Next<K> {
+    served: &Served<C>,
+) -> Next<K, C> {
     if candidates.is_empty() {
         return Next::Idle { until: None };
     }
@@ -142,15 +187,42 @@ pub fn next<K: Clone>(
             until: earliest.map(|e| e.max(gate)),
         };
     }
-    let best = candidates
+    // Each caller's best eligible message, and its weight.
+    type Best<'a, K, C> = HashMap<Option<&'a C>, (Rank, &'a Candidate<K, C>, u32)>;
+    let mut best: Best<K, C> = HashMap::new();
+    for c in candidates.iter().filter(|c| c.eligible_at(policy) <= now) {
+        let rank = c.rank(now, policy);
+        if !policy.speculate && matches!(rank, Rank::Speculative(_)) {
+            continue;
+        }
+        let anonymous = c.callers.is_empty().then_some((None, 1));
+        let named = c.callers.iter().map(|(name, w)| (Some(name), *w));
+        for (caller, weight) in anonymous.into_iter().chain(named) {
+            let entry = best.entry(caller).or_insert((rank, c, weight));
+            if rank < entry.0 {
+                *entry = (rank, c, weight);
+            }
+        }
+    }
+    // Only callers with a useful call compete while any has one.
+    let useful = |r: &Rank| !matches!(r, Rank::Speculative(_));
+    let any_useful = best.values().any(|(r, _, _)| useful(r));
+    let charged =
+        |caller: &Option<&C>| u64::from(served.get(&caller.cloned()).copied().unwrap_or(0));
+    let pick = best
         .iter()
-        .filter(|c| c.eligible_at(policy) <= now)
-        .map(|c| (c.rank(now, policy), c))
-        .filter(|(rank, _)| policy.speculate || !matches!(rank, Rank::Speculative(_)))
-        .min_by_key(|(rank, _)| *rank)
-        .map(|(_, c)| c);
-    match best {
-        Some(c) => Next::Call(c.key.clone()),
+        .filter(|(_, (r, _, _))| useful(r) || !any_useful)
+        .min_by(|(ca, (ra, _, wa)), (cb, (rb, _, wb))| {
+            // served/weight, compared without division; then today's rank.
+            let a = charged(ca) * u64::from((*wb).max(1));
+            let b = charged(cb) * u64::from((*wa).max(1));
+            a.cmp(&b).then(ra.cmp(rb)).then(ca.cmp(cb))
+        });
+    match pick {
+        Some((caller, (_, c, _))) => Next::Call {
+            key: c.key.clone(),
+            on_behalf: caller.cloned(),
+        },
         None => Next::Idle { until: earliest },
     }
 }
@@ -165,6 +237,13 @@ mod tests {
         speculate: true,
     };
 
+    fn call(key: &'static str) -> Next<&'static str> {
+        Next::Call {
+            key,
+            on_behalf: None,
+        }
+    }
+
     fn t(secs: u64) -> UnixMillis {
         UnixMillis(10_000_000 + secs * 1000)
     }
@@ -177,6 +256,7 @@ mod tests {
             first_attempt: None,
             last_attempt: None,
             leased_until: None,
+            callers: vec![],
         }
     }
 
@@ -188,6 +268,7 @@ mod tests {
             first_attempt: Some(t(last)),
             last_attempt: Some(t(last)),
             leased_until: None,
+            callers: vec![],
         }
     }
 
@@ -195,8 +276,8 @@ mod tests {
     fn never_tried_messages_go_before_retries_even_if_newer() {
         let c = [failed("old", 1, 0), fresh("new", 50)];
         assert_eq!(
-            next(t(60), &c, Admission::Now, &POLICY, None),
-            Next::Call("new")
+            next(t(60), &c, Admission::Now, &POLICY, None, &Served::new()),
+            call("new")
         );
     }
 
@@ -214,17 +295,17 @@ mod tests {
         // the rule is the oldest first failure (the likeliest recovered): a.
         let c = [retried("a", 3, 10, 40), retried("b", 1, 20, 20)];
         assert_eq!(
-            next(t(75), &c, Admission::Now, &POLICY, None),
-            Next::Call("a")
+            next(t(75), &c, Admission::Now, &POLICY, None, &Served::new()),
+            call("a")
         );
         // At 60 s only b is due (20 + 30 s; a is due at 40 + 30 = 70 s).
         assert_eq!(
-            next(t(60), &c, Admission::Now, &POLICY, None),
-            Next::Call("b")
+            next(t(60), &c, Admission::Now, &POLICY, None, &Served::new()),
+            call("b")
         );
         // At 49 s nothing is due: idle until b is, at 50 s.
         assert_eq!(
-            next(t(49), &c, Admission::Now, &POLICY, None),
+            next(t(49), &c, Admission::Now, &POLICY, None, &Served::new()),
             Next::Idle { until: Some(t(50)) }
         );
     }
@@ -238,13 +319,27 @@ mod tests {
         // First failed 400 s ago: settled (300 s), so it is retried.
         let settled = [retried("old", 1, 0, 0)];
         assert_eq!(
-            next(t(400), &settled, Admission::Now, &careful, None),
-            Next::Call("old")
+            next(
+                t(400),
+                &settled,
+                Admission::Now,
+                &careful,
+                None,
+                &Served::new()
+            ),
+            call("old")
         );
         // First failed 50 s ago: not before it has settled, at 650 s.
         let young = [retried("young", 1, 350, 350)];
         assert_eq!(
-            next(t(400), &young, Admission::Now, &careful, None),
+            next(
+                t(400),
+                &young,
+                Admission::Now,
+                &careful,
+                None,
+                &Served::new()
+            ),
             Next::Idle {
                 until: Some(t(650))
             }
@@ -256,8 +351,8 @@ mod tests {
         // "stuck" failed many times; "x" and "y" arrive later and are served.
         let c = [failed("stuck", 9, 100), fresh("x", 101), fresh("y", 102)];
         assert_eq!(
-            next(t(103), &c, Admission::Now, &POLICY, None),
-            Next::Call("x")
+            next(t(103), &c, Admission::Now, &POLICY, None, &Served::new()),
+            call("x")
         );
         let c = [
             failed("stuck", 9, 100),
@@ -265,8 +360,8 @@ mod tests {
             fresh("y", 102),
         ];
         assert_eq!(
-            next(t(104), &c, Admission::Now, &POLICY, None),
-            Next::Call("y")
+            next(t(104), &c, Admission::Now, &POLICY, None, &Served::new()),
+            call("y")
         );
     }
 
@@ -275,12 +370,19 @@ mod tests {
         let mut c = fresh("a", 0);
         c.leased_until = Some(t(20));
         assert_eq!(
-            next(t(5), &[c.clone()], Admission::Now, &POLICY, None),
+            next(
+                t(5),
+                &[c.clone()],
+                Admission::Now,
+                &POLICY,
+                None,
+                &Served::new()
+            ),
             Next::Idle { until: Some(t(20)) }
         );
         assert_eq!(
-            next(t(20), &[c], Admission::Now, &POLICY, None),
-            Next::Call("a")
+            next(t(20), &[c], Admission::Now, &POLICY, None, &Served::new()),
+            call("a")
         );
     }
 
@@ -288,16 +390,30 @@ mod tests {
     fn idles_until_the_limiter_frees_a_slot_or_the_pause_ends() {
         let c = [fresh("a", 0)];
         assert_eq!(
-            next(t(1), &c, Admission::At(t(7)), &POLICY, None),
+            next(t(1), &c, Admission::At(t(7)), &POLICY, None, &Served::new()),
             Next::Idle { until: Some(t(7)) }
         );
         assert_eq!(
-            next(t(1), &c, Admission::Now, &POLICY, Some(t(9))),
+            next(
+                t(1),
+                &c,
+                Admission::Now,
+                &POLICY,
+                Some(t(9)),
+                &Served::new()
+            ),
             Next::Idle { until: Some(t(9)) }
         );
         assert_eq!(
-            next(t(9), &c, Admission::Now, &POLICY, Some(t(9))),
-            Next::Call("a")
+            next(
+                t(9),
+                &c,
+                Admission::Now,
+                &POLICY,
+                Some(t(9)),
+                &Served::new()
+            ),
+            call("a")
         );
     }
 
@@ -305,8 +421,127 @@ mod tests {
     fn nothing_pending_means_idle_until_new_work() {
         let none: [Candidate<&str>; 0] = [];
         assert_eq!(
-            next(t(1), &none, Admission::Now, &POLICY, None),
+            next(t(1), &none, Admission::Now, &POLICY, None, &Served::new()),
             Next::Idle { until: None }
         );
+    }
+
+    fn of(mut c: Candidate<&'static str>, callers: &[(&str, u32)]) -> Candidate<&'static str> {
+        c.callers = callers.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+        c
+    }
+
+    fn charged(tally: &[(&str, u32)]) -> Served<String> {
+        tally
+            .iter()
+            .map(|(n, k)| (Some(n.to_string()), *k))
+            .collect()
+    }
+
+    fn on_behalf(key: &'static str, caller: &str) -> Next<&'static str> {
+        Next::Call {
+            key,
+            on_behalf: Some(caller.to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_least_served_caller_goes_next_whatever_the_other_queued_first() {
+        // A queued three messages before B's one.
+        let c = [
+            of(fresh("a1", 0), &[("a", 1)]),
+            of(fresh("a2", 1), &[("a", 1)]),
+            of(fresh("a3", 2), &[("a", 1)]),
+            of(fresh("b1", 3), &[("b", 1)]),
+        ];
+        let decide =
+            |tally: &[(&str, u32)]| next(t(10), &c, Admission::Now, &POLICY, None, &charged(tally));
+        // Equal so far: the oldest message's caller.
+        assert_eq!(decide(&[]), on_behalf("a1", "a"));
+        assert_eq!(decide(&[("a", 1), ("b", 1)]), on_behalf("a1", "a"));
+        // A had more of late: B's turn, though its message is the newest.
+        assert_eq!(decide(&[("a", 1)]), on_behalf("b1", "b"));
+        assert_eq!(decide(&[("a", 9), ("b", 8)]), on_behalf("b1", "b"));
+    }
+
+    #[test]
+    fn weights_divide_the_calls() {
+        let c = [
+            of(fresh("a1", 0), &[("a", 3)]),
+            of(fresh("b1", 1), &[("b", 1)]),
+        ];
+        let decide =
+            |tally: &[(&str, u32)]| next(t(10), &c, Admission::Now, &POLICY, None, &charged(tally));
+        // A, weight 3, is behind until it has three calls to B's one.
+        assert_eq!(decide(&[("a", 2), ("b", 1)]), on_behalf("a1", "a"));
+        assert_eq!(decide(&[("a", 4), ("b", 1)]), on_behalf("b1", "b"));
+        // At exactly its share, the older message goes.
+        assert_eq!(decide(&[("a", 3), ("b", 1)]), on_behalf("a1", "a"));
+        // Repeated, the choices settle at 3 to 1.
+        let mut tally: Served<String> = Served::new();
+        for _ in 0..40 {
+            match next(t(10), &c, Admission::Now, &POLICY, None, &tally) {
+                Next::Call { on_behalf, .. } => *tally.entry(on_behalf).or_default() += 1,
+                idle => panic!("{idle:?}"),
+            }
+        }
+        assert_eq!(tally, charged(&[("a", 30), ("b", 10)]));
+    }
+
+    #[test]
+    fn a_message_wanted_by_several_callers_is_one_call_charged_to_whose_turn_it_is() {
+        let c = [
+            of(fresh("shared", 0), &[("a", 1), ("b", 1)]),
+            of(fresh("a-only", 1), &[("a", 1)]),
+        ];
+        for (behind, ahead) in [("b", "a"), ("a", "b")] {
+            let tally = charged(&[(ahead, 2)]);
+            assert_eq!(
+                next(t(10), &c, Admission::Now, &POLICY, None, &tally),
+                on_behalf("shared", behind)
+            );
+        }
+    }
+
+    #[test]
+    fn a_speculative_retry_takes_no_turn_from_a_useful_call() {
+        // B, least served, has only a retry 40 s after its first failure
+        // (speculative); A has a first try to make.
+        let c = [
+            of(retried("b-retry", 1, 0, 0), &[("b", 1)]),
+            of(fresh("a-new", 5), &[("a", 1)]),
+        ];
+        assert_eq!(
+            next(
+                t(40),
+                &c,
+                Admission::Now,
+                &POLICY,
+                None,
+                &charged(&[("a", 5)])
+            ),
+            on_behalf("a-new", "a")
+        );
+        // With nothing useful anywhere, the speculative retry is made.
+        assert_eq!(
+            next(
+                t(40),
+                &c[..1],
+                Admission::Now,
+                &POLICY,
+                None,
+                &charged(&[("a", 5)])
+            ),
+            on_behalf("b-retry", "b")
+        );
+    }
+
+    #[test]
+    fn served_counts_only_the_most_recent_calls() {
+        let recent = [Some("a"), Some("a"), Some("b"), None, Some("b")];
+        let tally = served(recent.iter(), 3);
+        assert_eq!(tally.get(&Some("b")), Some(&2));
+        assert_eq!(tally.get(&None), Some(&1));
+        assert_eq!(tally.get(&Some("a")), None);
     }
 }

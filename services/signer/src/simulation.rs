@@ -7,6 +7,7 @@ use crate::budget::{Admission, Budget, Call};
 use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
 use wire_contract::UnixMillis;
 
 /// The upstream: first try succeeds with `p_first`; a message that fails is
@@ -30,6 +31,25 @@ pub struct Model {
     pub count_ends: bool,
 }
 
+/// The real API's model (first try succeeds half the time, a failed
+/// message stays degraded 1 to 5 minutes, 10 calls a minute, calls take no
+/// time), with its messages left to the workload.
+pub const REAL_API: Model = Model {
+    name: "real API (p=.5, 1-5 min)",
+    p_first: 0.5,
+    degraded: (60_000, 300_000),
+    messages: 0,
+    arrival_gap_ms: 0,
+    budget: Budget {
+        limit: 10,
+        window: std::time::Duration::from_secs(60),
+        margin: std::time::Duration::ZERO,
+        call_timeout: std::time::Duration::from_secs(10),
+    },
+    call_ms: (0, 0),
+    count_ends: true,
+};
+
 /// One message's truth (hidden from policies) and history.
 #[derive(Clone)]
 pub struct Msg {
@@ -43,6 +63,9 @@ pub struct Msg {
     pub done_at: Option<u64>,
     /// A call for it is in flight until then.
     pub busy_until: u64,
+    /// The caller it is for and its weight (`None`: an open gateway's
+    /// anonymous caller).
+    pub caller: Option<(u8, u32)>,
 }
 
 impl Msg {
@@ -85,6 +108,7 @@ pub fn workload(model: &Model, seed: u64) -> Vec<Msg> {
             last_attempt: None,
             done_at: None,
             busy_until: 0,
+            caller: None,
         })
         .collect()
 }
@@ -102,19 +126,38 @@ pub trait Policy {
     ) -> Result<usize, Option<u64>>;
 }
 
-/// The signer's scheduler, exactly as the service runs it.
-pub struct Signer(pub RetryPolicy);
+/// The signer's scheduler, exactly as the service runs it, remembering
+/// whom its last calls were charged to as the service's recent-calls log
+/// does.
+pub struct Signer {
+    /// Retry timing.
+    pub policy: RetryPolicy,
+    charges: VecDeque<Option<u8>>,
+    memory: usize,
+}
+
+impl Signer {
+    /// The scheduler with `policy`, remembering as many calls as the
+    /// service does.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            policy,
+            charges: VecDeque::new(),
+            memory: scheduler::FAIR_MEMORY,
+        }
+    }
+}
 
 impl Policy for Signer {
     fn name(&self) -> String {
-        if self.0 == RetryPolicy::default() {
+        if self.policy == RetryPolicy::default() {
             "signer scheduler (defaults)".into()
         } else {
             format!(
                 "signer, backoff {}s settle {}s spec {}",
-                self.0.min_backoff.as_secs(),
-                self.0.settle.as_secs(),
-                self.0.speculate
+                self.policy.min_backoff.as_secs(),
+                self.policy.settle.as_secs(),
+                self.policy.speculate
             )
         }
     }
@@ -124,7 +167,7 @@ impl Policy for Signer {
         msgs: &[Msg],
         admission: Admission,
     ) -> Result<usize, Option<u64>> {
-        let candidates: Vec<Candidate<usize>> = msgs
+        let candidates: Vec<Candidate<usize, u8>> = msgs
             .iter()
             .enumerate()
             .filter(|(_, m)| m.waiting(now))
@@ -135,10 +178,25 @@ impl Policy for Signer {
                 first_attempt: m.first_attempt.map(UnixMillis),
                 last_attempt: m.last_attempt.map(UnixMillis),
                 leased_until: Some(UnixMillis(m.busy_until)),
+                callers: m.caller.into_iter().collect(),
             })
             .collect();
-        match scheduler::next(UnixMillis(now), &candidates, admission, &self.0, None) {
-            Next::Call(i) => Ok(i),
+        let served = scheduler::served(self.charges.iter(), self.memory);
+        match scheduler::next(
+            UnixMillis(now),
+            &candidates,
+            admission,
+            &self.policy,
+            None,
+            &served,
+        ) {
+            Next::Call { key, on_behalf } => {
+                self.charges.push_back(on_behalf);
+                if self.charges.len() > self.memory {
+                    self.charges.pop_front();
+                }
+                Ok(key)
+            }
             Next::Idle { until } => Err(until.map(|u| u.0)),
         }
     }
@@ -201,7 +259,18 @@ pub fn max_in_window(arrivals: &mut [u64], window_ms: u64) -> usize {
 }
 
 pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
-    let mut msgs = workload(model, seed);
+    run(model, workload(model, seed), seed, policy, &|_| true).0
+}
+
+/// Run `policy` over `msgs` until every message `awaited` is signed (or
+/// a week of virtual time passed); the run and the messages as they ended.
+pub fn run(
+    model: &Model,
+    mut msgs: Vec<Msg>,
+    seed: u64,
+    policy: &mut dyn Policy,
+    awaited: &dyn Fn(&Msg) -> bool,
+) -> (Run, Vec<Msg>) {
     let bound_ms = budget_bound(&msgs, model.budget);
     let budget = model.budget;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_ca11);
@@ -210,8 +279,8 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
     let mut arrivals: Vec<u64> = Vec::new();
     let mut now = 0u64;
     let mut total_calls = 0u64;
-    let horizon = 24 * 3600 * 1000;
-    while msgs.iter().any(|m| m.done_at.is_none()) && now < horizon {
+    let horizon = 7 * 24 * 3600 * 1000;
+    while msgs.iter().any(|m| m.done_at.is_none() && awaited(m)) && now < horizon {
         let seen = |&(start, end): &(u64, u64)| Call {
             start: UnixMillis(start),
             end: if !model.count_ends {
@@ -256,11 +325,78 @@ pub fn simulate(model: &Model, seed: u64, policy: &mut dyn Policy) -> Run {
         .iter()
         .map(|m| m.done_at.unwrap_or(horizon) - m.arrival)
         .collect();
-    Run {
+    let run = Run {
         drain_ms,
         bound_ms,
         calls: total_calls,
         latencies,
         max_in_window: max_in_window(&mut arrivals, budget.window.as_millis() as u64),
+    };
+    (run, msgs)
+}
+
+/// Callers sharing the budget: `(messages, arrival of the first in ms,
+/// gap between arrivals in ms, weight)` each, caller `i` being `i`.
+pub type CallerLoads = [(usize, u64, u64, u32)];
+
+/// The model's upstream behaviour over messages from several callers.
+/// `named`: false stamps no caller, as an open gateway (the scheduler
+/// before fair share orders them oldest first, whoever sent them).
+pub fn callers_workload(model: &Model, loads: &CallerLoads, named: bool, seed: u64) -> Vec<Msg> {
+    let total = loads.iter().map(|l| l.0).sum();
+    let mut truth = workload(
+        &Model {
+            messages: total,
+            ..*model
+        },
+        seed,
+    )
+    .into_iter();
+    let mut msgs = Vec::with_capacity(total);
+    for (caller, &(count, start, gap, weight)) in loads.iter().enumerate() {
+        for i in 0..count {
+            let Some(m) = truth.next() else { break };
+            msgs.push(Msg {
+                arrival: start + i as u64 * gap,
+                caller: named.then_some((caller as u8, weight)),
+                ..m
+            });
+        }
+    }
+    msgs
+}
+
+/// How one caller's messages fared: mean and worst time from arrival to
+/// the first upstream try and to the signature (ms).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallerTimes {
+    pub first_try_mean: f64,
+    pub first_try_max: u64,
+    pub signed_mean: f64,
+    pub signed_max: u64,
+}
+
+/// `CallerTimes` of the messages `of` selects.
+pub fn caller_times(msgs: &[Msg], of: impl Fn(usize) -> bool) -> CallerTimes {
+    let mine: Vec<&Msg> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| of(*i))
+        .map(|(_, m)| m)
+        .collect();
+    let first: Vec<u64> = mine
+        .iter()
+        .map(|m| m.first_attempt.map_or(u64::MAX, |t| t - m.arrival))
+        .collect();
+    let signed: Vec<u64> = mine
+        .iter()
+        .map(|m| m.done_at.map_or(u64::MAX, |t| t - m.arrival))
+        .collect();
+    let mean = |v: &[u64]| v.iter().map(|x| *x as f64).sum::<f64>() / v.len().max(1) as f64;
+    CallerTimes {
+        first_try_mean: mean(&first),
+        first_try_max: first.iter().copied().max().unwrap_or(0),
+        signed_mean: mean(&signed),
+        signed_max: signed.iter().copied().max().unwrap_or(0),
     }
 }

@@ -25,6 +25,11 @@ pub fn candidates(view: &WorkView, skip: &HashSet<String>) -> Vec<Candidate<Stri
             first_attempt: w.first_attempt,
             last_attempt: w.last_attempt,
             leased_until: w.lease.as_ref().map(|l| l.until),
+            callers: w
+                .callers
+                .iter()
+                .map(|(name, share)| (name.clone(), share.weight))
+                .collect(),
         })
         .collect()
 }

@@ -12,6 +12,7 @@
 //! claim: the limiter counts a call as able to reach the upstream until
 //! then, so nothing may be sent after it.
 
+use crate::budget::Admission;
 use crate::complete::complete_with_retry;
 use crate::health::Health;
 use crate::job_traces;
@@ -19,7 +20,7 @@ use crate::scheduler::{self, Candidate, Next, RetryPolicy};
 use crate::shared_budget::{SharedBudget, Slot, Taken};
 use crate::upstream::{CallOutcome, Upstream};
 use crate::work_view::WorkView;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -33,6 +34,9 @@ use wire_contract::{
     MessageKey, RecordError, Topology, UnixMillis, Updated, load, names, save, update,
     with_patience,
 };
+
+/// Calls kept in the recent-calls log (status page, fair share).
+const RECENT_KEPT: usize = scheduler::FAIR_MEMORY;
 
 /// Everything the loop needs.
 pub struct Worker {
@@ -56,7 +60,8 @@ pub struct Worker {
     pub call_timeout: Duration,
     /// Pause after a credentials error.
     pub auth_retry_interval: Duration,
-    in_flight: Mutex<HashSet<String>>,
+    /// Calls in flight here: message key -> the caller charged.
+    in_flight: Mutex<HashMap<String, Option<String>>>,
     paused_until: Mutex<Option<UnixMillis>>,
 }
 
@@ -65,6 +70,8 @@ struct Claimed {
     key: MessageKey,
     item: WorkItem,
     slot: Slot,
+    /// The caller charged for the call.
+    on_behalf: Option<String>,
     /// Nothing may be sent after this.
     deadline: tokio::time::Instant,
 }
@@ -95,7 +102,7 @@ impl Worker {
             signer_id,
             call_timeout,
             auth_retry_interval,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             paused_until: Mutex::new(None),
         }
     }
@@ -116,9 +123,11 @@ impl Worker {
         while !shutdown.is_cancelled() {
             while calls.try_join_next().is_some() {}
             let now = self.clock.now();
-            let candidates: Vec<Candidate<String>> = {
-                let skip = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                crate::work_view::candidates(&self.view, &skip)
+            let (candidates, in_flight): (Vec<Candidate<String>>, Vec<Option<String>>) = {
+                let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                let skip: HashSet<String> = in_flight.keys().cloned().collect();
+                let candidates = crate::work_view::candidates(&self.view, &skip);
+                (candidates, in_flight.values().cloned().collect())
             };
             let admission = match self.budget.peek(self.clock.as_ref()).await {
                 Ok((admission, occupied)) => {
@@ -142,8 +151,18 @@ impl Worker {
                 }
             };
             let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-            match scheduler::next(now, &candidates, admission, &self.policy, paused) {
-                Next::Call(key) => match self.claim(&key).await {
+            // Ended calls of every replica, then this one's in flight (the
+            // newest charges); read only when a call could start now.
+            let may_call = matches!(admission, Admission::Now) && paused.is_none_or(|p| p <= now);
+            let mut charges = if may_call {
+                self.recent_charges(&candidates).await
+            } else {
+                Vec::new()
+            };
+            charges.extend(in_flight);
+            let served = scheduler::served(charges.iter(), scheduler::FAIR_MEMORY);
+            match scheduler::next(now, &candidates, admission, &self.policy, paused, &served) {
+                Next::Call { key, on_behalf } => match self.claim(&key, on_behalf).await {
                     Ok(Some(claimed)) => {
                         let me = Arc::clone(&self);
                         calls.spawn(async move { me.call(claimed).await });
@@ -174,7 +193,11 @@ impl Worker {
 
     /// Lease `key` for one call and take a budget slot for it. `None` when
     /// the message is gone, not due, held elsewhere, or no slot is free.
-    async fn claim(&self, key: &str) -> Result<Option<Claimed>, RecordError> {
+    async fn claim(
+        &self,
+        key: &str,
+        on_behalf: Option<String>,
+    ) -> Result<Option<Claimed>, RecordError> {
         let mkey = MessageKey::of_key(key);
         // One pass: a conflict means another replica got there first, and
         // the scheduler decides again on the next turn of the loop. The
@@ -216,6 +239,7 @@ impl Worker {
             first_attempt: item.first_attempt,
             last_attempt: item.last_attempt,
             leased_until: item.lease.as_ref().map(|l| l.until),
+            callers: Vec::<((), u32)>::new(),
         };
         if candidate.eligible_at(&self.policy) > now {
             self.view.apply(key, Some(item));
@@ -233,12 +257,13 @@ impl Worker {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned());
+            .insert(key.to_owned(), on_behalf.clone());
         match self.budget.take(self.clock.as_ref()).await {
             Ok(Taken::Slot(slot)) => Ok(Some(Claimed {
                 key: mkey,
                 item: leased,
                 slot,
+                on_behalf,
                 deadline,
             })),
             Ok(Taken::NotBefore(_)) => {
@@ -266,6 +291,37 @@ impl Worker {
         self.view.poke();
     }
 
+    /// Who the recent calls of every replica were charged to, oldest first;
+    /// read only when callers compete (one caller's order needs no tally).
+    /// Best effort: an unreadable log costs fairness for one decision,
+    /// never the budget.
+    async fn recent_charges(&self, candidates: &[Candidate<String>]) -> Vec<Option<String>> {
+        let mut callers: HashSet<Option<&str>> = HashSet::new();
+        for c in candidates {
+            if c.callers.is_empty() {
+                callers.insert(None);
+            }
+            callers.extend(c.callers.iter().map(|(name, _)| Some(name.as_str())));
+            if callers.len() > 1 {
+                break;
+            }
+        }
+        if callers.len() <= 1 {
+            return Vec::new();
+        }
+        match load::<RecentCalls>(&self.topo.limiter, "recent calls", names::RECENT_CALLS_KEY).await
+        {
+            Ok(v) => v
+                .value
+                .map(|r| r.calls.into_iter().map(|c| c.on_behalf).collect())
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(error = %e, "recent calls unreadable; fair share from this replica's calls only");
+                Vec::new()
+            }
+        }
+    }
+
     /// One upstream attempt, in its span ([`job_traces::attempt_span`]).
     async fn call(self: Arc<Self>, claimed: Claimed) {
         let span = job_traces::attempt_span(&claimed.key, &claimed.item);
@@ -277,6 +333,7 @@ impl Worker {
             key,
             item,
             slot,
+            on_behalf,
             deadline,
         } = claimed;
         let lease = Renewal::start(&self, &key);
@@ -285,7 +342,8 @@ impl Worker {
             // Too late to send: nothing reached the upstream.
             tracing::warn!(message_key = %key, "call deadline passed before sending; slot withdrawn");
             let record = self.release(&key, "not sent: deadline passed".to_owned());
-            self.wind_up(&key, lease, self.budget.cancel(slot.id), record)
+            let no_call = async {};
+            self.wind_up(&key, lease, self.budget.cancel(slot.id), record, no_call)
                 .await;
             return;
         };
@@ -332,24 +390,28 @@ impl Worker {
                 }
             }
         };
-        self.wind_up(&key, lease, self.budget.end(slot.id), record)
+        let note = self.note(&key, &outcome, latency_ms, on_behalf);
+        self.wind_up(&key, lease, self.budget.end(slot.id), record, note)
             .await;
-        self.note(&key, &outcome, latency_ms).await;
     }
 
     /// The end of every call, however it went: settle the budget slot
     /// (`slot`: its end, or its withdrawal) and `record` what happened, the
-    /// two together and under the lease; then stop renewing the lease and
-    /// give the message back to the scheduler.
+    /// two together and under the lease; then stop renewing the lease,
+    /// `note` the call, and give the message back to the scheduler.
     async fn wind_up(
         &self,
         key: &MessageKey,
         lease: Renewal,
         slot: impl Future<Output = ()>,
         record: impl Future<Output = ()>,
+        note: impl Future<Output = ()>,
     ) {
         tokio::join!(slot, record);
         lease.stop().await;
+        // The charge is in the recent-calls log before it leaves the
+        // in-flight set, so no decision misses it.
+        note.await;
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -387,8 +449,13 @@ impl Worker {
 
     /// Append the call to the recent-calls log the status page shows. Best
     /// effort: a lost note costs nothing but a line on a dashboard.
-    async fn note(&self, key: &MessageKey, outcome: &CallOutcome, latency_ms: u64) {
-        const KEEP: usize = 50;
+    async fn note(
+        &self,
+        key: &MessageKey,
+        outcome: &CallOutcome,
+        latency_ms: u64,
+        on_behalf: Option<String>,
+    ) {
         let (label, detail) = match outcome {
             CallOutcome::Signed(_) => ("signed", None),
             CallOutcome::RetryLater(r) => ("retry_later", Some(r.clone())),
@@ -401,12 +468,15 @@ impl Worker {
             outcome: label.to_owned(),
             detail,
             latency_ms,
+            on_behalf,
         };
         let noted = update(
             &self.topo.limiter,
             "recent calls",
             names::RECENT_CALLS_KEY,
-            |recent: Option<&RecentCalls>| Some(RecentCalls::noted(recent, note.clone(), KEEP)),
+            |recent: Option<&RecentCalls>| {
+                Some(RecentCalls::noted(recent, note.clone(), RECENT_KEPT))
+            },
         )
         .await;
         if let Err(e) = noted {

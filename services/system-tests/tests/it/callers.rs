@@ -5,7 +5,6 @@
 use crate::client::{Answer, send, sign_request};
 use crate::receiver::SECRET_B64;
 use crate::system::{Options, System, spawn_system};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const A_OLD: &str = "team-a-key-being-retired-0123456789";
@@ -18,10 +17,7 @@ const A_SECRET: &str = "dGVhbS1hLXdlYmhvb2stc2VjcmV0LTAxMjM0NTY3ODk=";
 const B_SECRET: &str = "dGVhbS1iLXdlYmhvb2stc2VjcmV0LTk4NzY1NDMyMTA=";
 
 fn sha(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::client::key_sha256(key)
 }
 
 async fn sign_as(sys: &System, key: Option<&str>, message: &str) -> Answer {

@@ -3,6 +3,15 @@
 use crate::system::System;
 use std::time::{Duration, Instant};
 
+/// SHA-256 of a caller key in hex, as `CALLERS` holds it.
+pub fn key_sha256(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One answer of the api.
 #[derive(Debug, Clone)]
 pub struct Answer {

@@ -10,6 +10,7 @@ mod cluster;
 mod compose_files;
 mod dockerfiles;
 mod exactly_one;
+mod fair_share;
 mod joins;
 mod lag_proxy;
 mod nats_nodes;
@@ -560,7 +561,7 @@ async fn drain_time_matches_the_virtual_time_model() {
     };
     let seeds = 400;
     let predicted = (0..seeds)
-        .map(|s| simulate(&model, s, &mut Signer(policy.clone())).drain_ms as f64)
+        .map(|s| simulate(&model, s, &mut Signer::new(policy.clone())).drain_ms as f64)
         .sum::<f64>()
         / seeds as f64
         / 1000.0;

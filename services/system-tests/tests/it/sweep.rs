@@ -67,6 +67,7 @@ async fn jobs_left_behind_a_finished_message_are_told_once_swept() {
         Some(WorkItem::joined(
             None,
             &[job("p-1")],
+            [],
             "pending",
             UnixMillis(0),
         )),
