@@ -31,23 +31,8 @@ AHEAD=${BENCH_AHEAD:-200}
 RATE=${BENCH_JOINS_RATE:-1000}
 BASELINE_REF=${BENCH_BASELINE_REF-e0c26bb}
 
-command -v nats-server >/dev/null || scripts/install-nats-server.sh
-ulimit -n 65536 2>/dev/null || true
-
-DIR=$(mktemp -d -t bench-joins.XXXXXX)
-PIDS=()
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-cleanup() {
-  stop_all
-  [[ -d $DIR/baseline-src ]] && git worktree remove --force "$DIR/baseline-src" 2>/dev/null
-  if [[ -n ${KEEP_BENCH_DIR:-} ]]; then echo "logs kept in $DIR" >&2; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source scripts/lib/bench.sh
+bench_dir bench-joins
 
 # build SRC OUT: release binaries of SRC's services (and the load tool) into OUT.
 build() {
@@ -65,7 +50,6 @@ if [[ -n $BASELINE_REF ]]; then
 fi
 build "$ROOT" "$DIR/current-bin"
 
-source scripts/lib/bench.sh
 field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 requests_left() { # messages still on SIGN_REQUESTS
   curl -s --max-time 5 "http://127.0.0.1:$MON_PORT/jsz?streams=true" | python3 -c '

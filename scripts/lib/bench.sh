@@ -1,6 +1,29 @@
 # Helpers shared by the benchmark scripts (sourced). The caller keeps PIDS
 # (an array) and sets BENCH_LOG_DIR, where each process logs.
 
+# bench_dir NAME: nats-server at hand, room for many connections, and a
+# temporary DIR; on exit every process started is stopped, a baseline
+# worktree in DIR/baseline-src removed, and DIR deleted (kept, with its
+# logs, when KEEP_BENCH_DIR is set).
+bench_dir() {
+  command -v nats-server >/dev/null || scripts/install-nats-server.sh
+  ulimit -n 65536 2>/dev/null || true
+  DIR=$(mktemp -d -t "$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+bench_cleanup() {
+  stop_all
+  [[ -d $DIR/baseline-src ]] && git worktree remove --force "$DIR/baseline-src" 2>/dev/null
+  if [[ -n ${KEEP_BENCH_DIR:-} ]]; then echo "logs kept in $DIR" >&2; else rm -rf "$DIR"; fi
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

@@ -55,6 +55,10 @@ struct Plan {
 struct Tally {
     /// Latencies in microseconds of answered requests.
     latencies_us: Vec<u64>,
+    /// The same answers' latencies from when the request was written, its
+    /// connection open (time in the server's accept queue included, the
+    /// handshake and its SYN retries left out).
+    from_write_us: Vec<u64>,
     /// Answers by HTTP status.
     statuses: BTreeMap<u16, u64>,
     /// Requests without an answer (connect error, timeout, bad response).
@@ -142,6 +146,7 @@ async fn main() {
         match w.await {
             Ok(t) => {
                 total.latencies_us.extend(t.latencies_us);
+                total.from_write_us.extend(t.from_write_us);
                 for (s, n) in t.statuses {
                     *total.statuses.entry(s).or_default() += n;
                 }
@@ -160,19 +165,29 @@ async fn main() {
         let i = ((p * l.len() as f64).ceil() as usize).clamp(1, l.len()) - 1;
         l[i] as f64 / 1000.0
     };
+    let mut w = std::mem::take(&mut total.from_write_us);
+    w.sort_unstable();
+    let write_max = w.last().map_or(f64::NAN, |us| *us as f64 / 1000.0);
+    let write_p99 = if w.is_empty() {
+        f64::NAN
+    } else {
+        w[((0.99 * w.len() as f64).ceil() as usize).clamp(1, w.len()) - 1] as f64 / 1000.0
+    };
     let statuses: Vec<String> = total
         .statuses
         .iter()
         .map(|(s, n)| format!("{s}:{n}"))
         .collect();
     println!(
-        "{} requests={} rps={:.1} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} status={} errors={} elapsed_s={:.2}",
+        "{} requests={} rps={:.1} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} write_p99_ms={:.2} write_max_ms={:.2} status={} errors={} elapsed_s={:.2}",
         plan.label,
         l.len() as u64 + total.errors,
         l.len() as f64 / elapsed,
         pct(0.50),
         pct(0.99),
         pct(1.0),
+        write_p99,
+        write_max,
         if statuses.is_empty() {
             "-".into()
         } else {
@@ -216,8 +231,9 @@ async fn connection(plan: Arc<Plan>, next: Arc<AtomicU64>, start: Instant) -> Ta
         )
         .await
         {
-            Ok(Ok(status)) => {
+            Ok(Ok((status, wrote))) => {
                 tally.latencies_us.push(due.elapsed().as_micros() as u64);
+                tally.from_write_us.push(wrote.elapsed().as_micros() as u64);
                 *tally.statuses.entry(status).or_default() += 1;
             }
             Ok(Err(_)) | Err(_) => {
@@ -239,7 +255,7 @@ async fn exchange(
     stream: &mut Option<TcpStream>,
     request: &str,
     buf: &mut Vec<u8>,
-) -> std::io::Result<u16> {
+) -> std::io::Result<(u16, Instant)> {
     if stream.is_none() {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
@@ -248,6 +264,7 @@ async fn exchange(
     let Some(s) = stream.as_mut() else {
         return Err(std::io::Error::other("no connection"));
     };
+    let wrote = Instant::now();
     s.write_all(request.as_bytes()).await?;
     buf.clear();
     let head_end = loop {
@@ -284,7 +301,7 @@ async fn exchange(
     if close {
         *stream = None;
     }
-    Ok(status)
+    Ok((status, wrote))
 }
 
 async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {

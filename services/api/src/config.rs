@@ -38,6 +38,13 @@ pub struct Config {
     /// until it is signed. Counted by the signer as it takes jobs in, so a
     /// burst can pass it by the requests still queued.
     pub max_jobs_per_message: u64,
+    /// Requests doing NATS work (looking up, accepting, publishing) at once
+    /// in this replica; more wait for a place.
+    pub max_accepting: usize,
+    /// A request that has found no place this long after it arrived is
+    /// answered `503` at once (`/problems/overloaded`): under overload,
+    /// a fast refusal rather than a late answer. At most 1 s.
+    pub shed_after: Duration,
     /// Who may call (`CALLERS`, or `CALLERS_FILE`); none configured: open.
     pub callers: Callers,
     /// The operators' token (`ADMIN_TOKEN`).
@@ -90,6 +97,8 @@ impl Config {
             )?,
             result_cache_entries: env.parse("RESULT_CACHE_ENTRIES", 20_000)?,
             max_jobs_per_message: env.parse("MAX_JOBS_PER_MESSAGE", 100_000)?,
+            max_accepting: env.parse("MAX_ACCEPTING", 256)?,
+            shed_after: env.duration("SHED_AFTER", Duration::from_millis(300))?,
             callers: Callers::from_env(env)?,
             admin_token: AdminToken::new(env.secret("ADMIN_TOKEN")),
         };
@@ -109,6 +118,15 @@ impl Config {
             return Err(ConfigError::new(
                 "BACKLOG_HORIZON_TOTAL",
                 "must be at least BACKLOG_HORIZON",
+            ));
+        }
+        if config.max_accepting == 0 {
+            return Err(ConfigError::new("MAX_ACCEPTING", "must be at least 1"));
+        }
+        if config.shed_after > Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "SHED_AFTER",
+                "must be at most 1s, so a shed request is answered well within 2 s",
             ));
         }
         if config.max_jobs_per_message == 0 {

@@ -130,12 +130,14 @@ pub async fn run(
     // From 0 at start: a counter born with its first refusals shows no
     // increase to Prometheus (ops/prometheus: SignRequestsRefused).
     ::metrics::counter!("sign_jobs_refused_total", "reason" => "backlog_full").increment(0);
+    ::metrics::counter!("sign_jobs_refused_total", "reason" => "overloaded").increment(0);
     let rules = Rules {
         max_message_bytes: config.max_message_bytes,
         allowed_cidrs: config.webhook_allowed_cidrs.clone(),
     };
     let quotas = Arc::new(quotas::Quotas::new(&config.callers));
     let state = AppState {
+        accepting: Arc::new(tokio::sync::Semaphore::new(config.max_accepting)),
         quotas,
         topo: Arc::new(topo),
         config: Arc::new(config),

@@ -16,8 +16,8 @@ async fn main() -> anyhow::Result<()> {
     let topo = wire_contract::connect(&config.nats, "api", Duration::from_secs(60))
         .await
         .context("connecting to NATS")?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
+    // Room for a burst of callers connecting at once (see docs/benchmarks.md).
+    let listener = service_kit::listen(config.addr, 4096)
         .with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     api::run(listener, config, topo, shutdown).await?;

@@ -127,6 +127,12 @@ pub enum ApiError {
         /// Seconds until asking again is worth it.
         retry_after: u64,
     },
+    /// Too many requests at once: this one found no place in time.
+    #[error("too many requests at once; retry in {retry_after} s")]
+    Busy {
+        /// Seconds until retrying is worth it.
+        retry_after: u64,
+    },
     /// We cannot accept work right now (the broker is unreachable).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -185,6 +191,11 @@ impl ApiError {
                 "too-many-jobs",
                 "Too many jobs for this message",
             ),
+            ApiError::Busy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many requests at once",
+            ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -235,6 +246,7 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded { retry_after, .. }
+            | ApiError::Busy { retry_after }
             | ApiError::CallerOverloaded { retry_after, .. }
             | ApiError::TooManyPending { retry_after, .. }
             | ApiError::TooManyJobs { retry_after, .. }

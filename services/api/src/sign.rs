@@ -19,7 +19,9 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use service_kit::Arrival;
 use service_kit::telemetry::current_trace;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
@@ -108,17 +110,18 @@ struct SignQuery {
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate or its `max_pending` jobs", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
-        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), or queue unreachable", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), too many requests at once (`/problems/overloaded`, shed within `SHED_AFTER`), or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    arrival: Option<Extension<Arrival>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Answer, ApiError> {
-    let received = Instant::now();
+    let received = arrived(arrival);
     let caller = auth::admitted_caller(&state, &headers)?;
     let input = input::from_query(query.as_deref(), &state.rules)?;
     sign(state, request_id, caller, input, received).await
@@ -149,20 +152,27 @@ pub async fn get(
         (status = 422, description = "The upstream refused this message for good", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`MAX_JOBS_PER_MESSAGE` jobs already wait for this message, or the caller is over its request rate or its `max_pending` jobs", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
-        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), or queue unreachable", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Backlog full (the caller's own at its share, or the whole), too many requests at once (`/problems/overloaded`, shed within `SHED_AFTER`), or queue unreachable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds before retrying is worth it"))),
     )
 )]
 pub async fn post(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    arrival: Option<Extension<Arrival>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
-    let received = Instant::now();
+    let received = arrived(arrival);
     let caller = auth::admitted_caller(&state, &headers)?;
     let input = input::from_json(&body, &state.rules)?;
     sign(state, request_id, caller, input, received).await
+}
+
+/// When the request arrived ([`Arrival`], stamped by the accept loop), or
+/// now when served without it.
+fn arrived(arrival: Option<Extension<Arrival>>) -> Instant {
+    arrival.map_or_else(Instant::now, |Extension(Arrival(at))| at)
 }
 
 async fn sign(
@@ -192,6 +202,10 @@ async fn sign(
         reply: None,
         caller,
     };
+    // Past here every request costs NATS round trips. Only so many run at
+    // once; one that cannot start soon after it arrived is shed now, with a
+    // fast 503, rather than queue into a late answer.
+    let accepting = admit(&state, received).await?;
     // Subscribe before looking, so a result landing in between is not missed.
     let mut landed = state.results.subscribe();
     let accept_by = received + ACCEPT_WITHIN;
@@ -252,6 +266,7 @@ async fn sign(
         tokio::spawn(withdraw(state.topo.jobs.clone(), job));
         return Err(ApiError::Unavailable(e));
     }
+    drop(accepting);
     tracing::info!(job_id, message_key = %key, "job accepted");
     metrics::counter!("sign_jobs_accepted_total").increment(1);
 
@@ -407,5 +422,27 @@ fn pending(state: &AppState, job_id: &str, input: &SignInput, expect: Option<Est
         webhook_url: input.webhook_url.clone(),
         retry_after_seconds: retry_after,
         estimated_first_call_at: first_call_at,
+    })
+}
+
+/// A place among the requests doing NATS work, waited for until
+/// `SHED_AFTER` past `received`; else `503` problem+json
+/// (`/problems/overloaded`) with `Retry-After`.
+async fn admit(
+    state: &AppState,
+    received: Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let places = Arc::clone(&state.accepting);
+    let by = received + state.config.shed_after;
+    let place = match places.clone().try_acquire_owned() {
+        Ok(place) => Ok(place),
+        Err(_) => match timeout_at(by, places.acquire_owned()).await {
+            Ok(Ok(place)) => Ok(place),
+            _ => Err(()),
+        },
+    };
+    place.map_err(|()| {
+        metrics::counter!("sign_jobs_refused_total", "reason" => "overloaded").increment(1);
+        ApiError::Busy { retry_after: 1 }
     })
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub cache: Arc<crate::result_cache::ResultCache>,
     /// Per-caller request rates.
     pub quotas: Arc<crate::quotas::Quotas>,
+    /// Places for requests doing NATS work at once (`MAX_ACCEPTING`).
+    pub accepting: Arc<tokio::sync::Semaphore>,
     /// Recent webhook deliveries, for the status page.
     pub deliveries: Arc<crate::status::DeliveryFeed>,
 }

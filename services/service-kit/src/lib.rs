@@ -16,10 +16,13 @@
 //! Core logic never calls it: it takes a `CancellationToken` and logs
 //! through `tracing`.
 
+pub mod arrival;
 pub mod callers;
 pub mod env;
 mod nats_gauges;
 pub mod telemetry;
+
+pub use arrival::Arrival;
 
 pub use nats_gauges::{REFRESH_EVERY, refresh_nats_gauges};
 
@@ -304,7 +307,27 @@ pub async fn serve_http(
             },
             _ = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // A connection's first request arrived when its first bytes did:
+        // at the accept if they were waiting by then (the time until hyper
+        // hands the request over is this server's queue), or when they came
+        // (a client that connects ahead, as pools do). Later requests
+        // arrive about when hyper hands them over.
+        let (stream, first_bytes) = arrival::FirstBytes::watch(stream);
+        let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let stamped = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<_>| {
+                let now = tokio::time::Instant::now();
+                let at = if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    first_bytes.at().unwrap_or(now)
+                } else {
+                    now
+                };
+                request.extensions_mut().insert(Arrival(at));
+                request
+            },
+        );
+        let service = TowerToHyperService::new(stamped);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -322,6 +345,27 @@ pub async fn serve_http(
         }
     }
     Ok(())
+}
+
+/// A listener on `addr` whose kernel accept queue holds `backlog`
+/// connections (capped by `net.core.somaxconn`): tokio's `bind` allows
+/// 1,024, and past it a burst of new connections has SYNs dropped and
+/// retried a second later, a wait no server-side deadline sees.
+///
+/// # Errors
+/// As binding and listening.
+pub fn listen(
+    addr: std::net::SocketAddr,
+    backlog: u32,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// The `/readyz` answer of every service: `200 ready` when NATS and every

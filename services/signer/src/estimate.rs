@@ -230,6 +230,18 @@ mod tests {
         };
         let e = estimate_for(&TEST_BUDGET, t(0), &[], heavy, flood);
         assert_eq!(e.first_call_in, Duration::from_secs(480));
+        // Its retries count too: 1.5 calls for the new message and 20 for
+        // its retrying ones, at half the budget, end in the fifth window.
+        let retrying = Part {
+            mine: Pending {
+                untried: 0,
+                retrying: 20,
+            },
+            weight: 1,
+            total_weight: 2,
+        };
+        let e = estimate_for(&TEST_BUDGET, t(0), &[], retrying, flood);
+        assert_eq!(e.clear_in, Duration::from_secs(240));
         // Never later than if everything pending went first.
         let small_world = Pending {
             untried: 61,

@@ -15,6 +15,7 @@ mod joins;
 mod lag_proxy;
 mod nats_nodes;
 mod otel_trace;
+mod overload;
 mod procs;
 mod prometheus_alerts;
 mod prometheus_rules;

@@ -99,6 +99,18 @@ impl StallProxy {
         lock(&self.state).armed.take().is_none()
     }
 
+    /// Once a stall is on; a wait that runs out fails the test.
+    pub async fn stalling(&self, within: Duration) {
+        let give_up = Instant::now() + within;
+        while lock(&self.state).until.is_none_or(|u| u <= Instant::now()) {
+            assert!(
+                Instant::now() < give_up,
+                "no stall started within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Once no stall is on (at once if none is).
     pub async fn flowing(&self) {
         wait_out(&self.state).await;
