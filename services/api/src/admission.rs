@@ -7,7 +7,6 @@ use crate::state::AppState;
 use service_kit::callers::Caller;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use wire_contract::claimants::Claimant;
 use wire_contract::signer_answers::{BacklogQuestionV1, MAX_RECENT_KEYS, ask_backlog};
 
 /// What a caller can expect, as the signer estimates it.
@@ -65,10 +64,7 @@ pub async fn expectations(
     let question = BacklogQuestionV1 {
         message_key: key.to_owned(),
         recent_keys,
-        caller: caller.map(|c| Claimant {
-            name: c.name.clone(),
-            weight: c.weight,
-        }),
+        caller: caller.map(Caller::claimant),
     };
     let client = state.topo.js.client();
     let answer = match timeout_at(by, ask_backlog(&client, &question)).await {
@@ -153,7 +149,7 @@ pub async fn expectations(
 }
 
 /// Count a refusal, by reason and (configured, so bounded) caller.
-fn refused(reason: &'static str, caller: Option<&String>) {
+pub(crate) fn refused(reason: &'static str, caller: Option<&String>) {
     match caller {
         Some(name) => metrics::counter!("sign_jobs_refused_total", "reason" => reason, "caller" => name.clone()).increment(1),
         None => metrics::counter!("sign_jobs_refused_total", "reason" => reason).increment(1),

@@ -20,13 +20,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use service_kit::Arrival;
+use service_kit::callers::Caller;
 use service_kit::telemetry::current_trace;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, Span, info_span};
-use wire_contract::claimants::Claimant;
 use wire_contract::messages::{Outcome, SignRequestV1};
 use wire_contract::records::{JobRecord, Reply, ResultRecord};
 use wire_contract::time::{Clock, SystemClock};
@@ -226,10 +226,7 @@ async fn sign(
     let request = SignRequestV1 {
         job_id: job_id.clone(),
         message: input.message.clone(),
-        caller: configured.map(|c| Claimant {
-            name: c.name.clone(),
-            weight: c.weight,
-        }),
+        caller: configured.map(Caller::claimant),
     };
     // Spans per step (accept, publish, wait), in the request's trace; the
     // publish span's context travels with the request to the signer.
@@ -432,17 +429,14 @@ async fn admit(
     state: &AppState,
     received: Instant,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let places = Arc::clone(&state.accepting);
+    // A free place is taken even past the deadline: the timeout polls the
+    // acquire before it looks at the clock.
     let by = received + state.config.shed_after;
-    let place = match places.clone().try_acquire_owned() {
-        Ok(place) => Ok(place),
-        Err(_) => match timeout_at(by, places.acquire_owned()).await {
-            Ok(Ok(place)) => Ok(place),
-            _ => Err(()),
-        },
-    };
-    place.map_err(|()| {
-        metrics::counter!("sign_jobs_refused_total", "reason" => "overloaded").increment(1);
-        ApiError::Busy { retry_after: 1 }
-    })
+    match timeout_at(by, Arc::clone(&state.accepting).acquire_owned()).await {
+        Ok(Ok(place)) => Ok(place),
+        _ => {
+            crate::admission::refused("overloaded", None);
+            Err(ApiError::Busy { retry_after: 1 })
+        }
+    }
 }

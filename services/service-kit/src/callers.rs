@@ -60,6 +60,16 @@ pub struct Caller {
     pub max_pending: Option<u64>,
 }
 
+impl Caller {
+    /// What a sign request carries of it for the signer's fair share.
+    pub fn claimant(&self) -> wire_contract::claimants::Claimant {
+        wire_contract::claimants::Claimant {
+            name: self.name.clone(),
+            weight: self.weight,
+        }
+    }
+}
+
 /// A caller's request rate: a token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {

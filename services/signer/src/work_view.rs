@@ -6,7 +6,7 @@
 //! but never a duplicate call.
 
 use crate::scheduler::Candidate;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use wire_contract::mirror::Mirror;
 use wire_contract::records::WorkItem;
 
@@ -14,10 +14,10 @@ use wire_contract::records::WorkItem;
 pub type WorkView = Mirror<WorkItem>;
 
 /// Candidates for the scheduler, leaving out `skip` (calls in flight here).
-pub fn candidates(view: &WorkView, skip: &HashSet<String>) -> Vec<Candidate<String>> {
+pub fn candidates<V>(view: &WorkView, skip: &HashMap<String, V>) -> Vec<Candidate<String>> {
     view.items()
         .iter()
-        .filter(|(k, _)| !skip.contains(*k))
+        .filter(|(k, _)| !skip.contains_key(*k))
         .map(|(k, w)| Candidate {
             key: k.clone(),
             attempts: w.attempts,

@@ -125,8 +125,7 @@ impl Worker {
             let now = self.clock.now();
             let (candidates, in_flight): (Vec<Candidate<String>>, Vec<Option<String>>) = {
                 let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                let skip: HashSet<String> = in_flight.keys().cloned().collect();
-                let candidates = crate::work_view::candidates(&self.view, &skip);
+                let candidates = crate::work_view::candidates(&self.view, &in_flight);
                 (candidates, in_flight.values().cloned().collect())
             };
             let admission = match self.budget.peek(self.clock.as_ref()).await {
