@@ -1,6 +1,7 @@
 //! The live status page (`GET /status`, also `/`) and its data
 //! (`GET /status.json`): pending work, the budget window slot by slot, the
-//! last upstream calls, and recent webhook deliveries.
+//! last upstream calls, recent webhook deliveries, and the webhook
+//! destinations whose circuit is open.
 //!
 //! Plain HTML, CSS and a little JavaScript compiled into the binary; the page
 //! polls `/status.json` every two seconds. Everything shown comes from
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::mirror::follow_puts;
+use wire_contract::notifier_answers::{WebhookStatusV1, ask_webhook_status};
 use wire_contract::records::{DeliveryRecord, DeliveryState};
 use wire_contract::signer_answers::{SignerStatusV1, ask_status};
 use wire_contract::time::{Clock, SystemClock};
@@ -26,6 +28,9 @@ use wire_contract::time::{Clock, SystemClock};
 const PAGE: &str = include_str!("status_page.html");
 /// Webhook deliveries remembered for the page.
 const KEEP: usize = 50;
+/// How long the page waits for the notifier replicas' answers (each
+/// answers from memory, at once).
+const NOTIFIERS_WITHIN: Duration = Duration::from_millis(300);
 
 /// `GET /status`: the page.
 pub async fn page() -> Html<&'static str> {
@@ -95,15 +100,19 @@ pub async fn data(State(state): State<AppState>, headers: HeaderMap) -> Response
     let details = auth::sees_details(&state, &headers);
     let now = SystemClock.now();
     let client = state.topo.js.client();
-    let (signer, signer_error) =
-        match tokio::time::timeout(Duration::from_secs(1), ask_status(&client)).await {
-            Ok(Ok(status)) => (status, None),
-            Ok(Err(e)) => (SignerStatusV1::default(), Some(e.to_string())),
-            Err(_) => (
-                SignerStatusV1::default(),
-                Some("no signer answered within 1 s".to_owned()),
-            ),
-        };
+    let (signer, notifiers) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(1), ask_status(&client)),
+        ask_webhook_status(&client, NOTIFIERS_WITHIN),
+    );
+    let (signer, signer_error) = match signer {
+        Ok(Ok(status)) => (status, None),
+        Ok(Err(e)) => (SignerStatusV1::default(), Some(e.to_string())),
+        Err(_) => (
+            SignerStatusV1::default(),
+            Some("no signer answered within 1 s".to_owned()),
+        ),
+    };
+    let circuits = circuits(notifiers.unwrap_or_default(), details);
     let (deliveries, totals) = {
         let recent = state
             .deliveries
@@ -131,7 +140,28 @@ pub async fn data(State(state): State<AppState>, headers: HeaderMap) -> Response
         "budget": signer.budget,
         "upstream_calls": calls,
         "signer_error": signer_error,
-        "webhooks": {"delivered_since_start": totals.0, "failed_since_start": totals.1, "recent": deliveries},
+        "webhooks": {
+            "delivered_since_start": totals.0,
+            "failed_since_start": totals.1,
+            "recent": deliveries,
+            "circuits": circuits,
+        },
     }))
     .into_response()
+}
+
+/// The notifiers' open circuits: how many replicas answered, how many
+/// circuits are open in all, and a few of them (destinations only with
+/// details: they are callers' receivers).
+fn circuits(answers: Vec<WebhookStatusV1>, details: bool) -> Value {
+    let notifiers_answering = answers.len();
+    let open: usize = answers.iter().map(|a| a.circuits_open).sum();
+    let deferred: u64 = answers.iter().map(|a| a.deferred_busy).sum();
+    let mut samples: Vec<_> = answers.into_iter().flat_map(|a| a.open).collect();
+    samples.sort_by_key(|c| std::cmp::Reverse(c.failures));
+    samples.truncate(wire_contract::notifier_answers::MAX_SAMPLES);
+    if !details {
+        samples.clear();
+    }
+    json!({"notifiers_answering": notifiers_answering, "open": open, "deferred_busy": deferred, "samples": samples})
 }

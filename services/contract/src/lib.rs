@@ -18,6 +18,7 @@ pub mod keys;
 pub mod messages;
 pub mod mirror;
 pub mod names;
+pub mod notifier_answers;
 pub mod pause;
 pub mod publish;
 pub mod records;

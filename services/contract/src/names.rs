@@ -38,6 +38,27 @@ pub const DEAD_LETTER_SUBJECTS: &str = "webhooks.dead.>";
 /// (`nats req webhooks.redrive <job-id>` or `… all`); the notifier answers.
 pub const REDRIVE_SUBJECT: &str = "webhooks.redrive";
 
+/// Stream of due webhook deliveries: the notifier's retry index. A delivery
+/// that must wait (for its next attempt, or for the api's reply) is a
+/// schedule on `webhooks.retry.at.<job_id>` (JetStream message schedules,
+/// one per job: a newer one replaces it); when it is due, the server
+/// publishes it on `webhooks.retry.due.<job_id>`, where the notifier takes
+/// it. Waiting deliveries hold no consumer's capacity.
+pub const RETRY_STREAM: &str = "WEBHOOK_RETRIES";
+/// Prefix of the schedules' subjects (`webhooks.retry.at.<job_id>`).
+pub const RETRY_AT_SUBJECT: &str = "webhooks.retry.at";
+/// Prefix of due deliveries' subjects (`webhooks.retry.due.<job_id>`).
+pub const RETRY_DUE_SUBJECT: &str = "webhooks.retry.due";
+/// The retry stream's subjects.
+pub const RETRY_SUBJECTS: &str = "webhooks.retry.>";
+/// The due deliveries the notifier consumes.
+pub const RETRY_DUE_SUBJECTS: &str = "webhooks.retry.due.>";
+/// Durable consumer through which the notifier takes due deliveries.
+pub const RETRY_CONSUMER: &str = "notifier-retries";
+/// Request/reply: every notifier replica answers with its part of the status
+/// page ([`crate::notifier_answers::WebhookStatusV1`]); the body is empty.
+pub const WEBHOOK_STATUS_SUBJECT: &str = "webhooks.ask.status";
+
 /// KV bucket: job id -> [`crate::records::JobRecord`].
 pub const JOBS_BUCKET: &str = "sign_jobs";
 /// KV bucket: message key -> [`crate::records::ResultRecord`] (signature cache).

@@ -82,7 +82,7 @@ impl Topology {
     /// `replicas` replicas, results kept for `signature_retention` (zero:
     /// for ever), and open them.
     ///
-    /// All nine at once: on a cluster that has just formed (or is busy), a
+    /// All ten at once: on a cluster that has just formed (or is busy), a
     /// JetStream request can wait out its whole timeout (10 s) while leaders
     /// are elected; one after another, eight such waits (before the waiting
     /// stream) kept a service from starting for over a minute.
@@ -100,10 +100,21 @@ impl Topology {
                     num_replicas: replicas_to_keep(name, found, replicas),
                     ..config
                 };
-                js.create_or_update_stream(config)
+                let wants_schedules = config.allow_message_schedules;
+                let info = js
+                    .create_or_update_stream(config)
                     .await
-                    .map(drop)
-                    .map_err(|e| stream_error(e.into()))
+                    .map_err(|e| stream_error(e.into()))?;
+                // A server that does not know message schedules (before
+                // 2.12) would keep them as plain messages that never fire:
+                // every waiting webhook would be lost. Refuse to start.
+                if wants_schedules && !info.config.allow_message_schedules {
+                    return Err(stream_error(
+                        "this nats-server does not support message schedules (2.12 or later is needed)"
+                            .into(),
+                    ));
+                }
+                Ok(())
             }
         });
         let open = |name: &'static str, max_age: Duration| {
@@ -154,7 +165,7 @@ impl Topology {
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
     ///
-    /// The nine questions are asked at once: on a loaded cluster each one
+    /// The ten questions are asked at once: on a loaded cluster each one
     /// waits for its stream's leader, and asked one after another they took
     /// longer than a readiness probe's budget, so the api read as not ready.
     pub async fn check(&self) -> Result<(), TopologyError> {
@@ -239,7 +250,7 @@ pub fn replicas_to_keep(name: &str, found: Option<usize>, wanted: usize) -> usiz
 
 /// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`,
 /// each with its name as a constant (errors carry it).
-fn stream_configs() -> [(&'static str, stream::Config); 4] {
+fn stream_configs() -> [(&'static str, stream::Config); 5] {
     let stream = |name: &'static str, config: stream::Config| {
         let config = stream::Config {
             name: name.to_owned(),
@@ -285,6 +296,17 @@ fn stream_configs() -> [(&'static str, stream::Config); 4] {
                 // As long as the job records: a letter outliving its job
                 // could not be redriven anyway.
                 max_age: JOB_RETENTION,
+                ..Default::default()
+            },
+        ),
+        stream(
+            names::RETRY_STREAM,
+            stream::Config {
+                subjects: vec![names::RETRY_SUBJECTS.to_owned()],
+                // A due delivery is gone once the notifier acks it; a
+                // schedule is purged by the server when it fires.
+                retention: RetentionPolicy::WorkQueue,
+                allow_message_schedules: true,
                 ..Default::default()
             },
         ),
@@ -367,7 +389,19 @@ mod tests {
                     RetentionPolicy::Limits,
                     JOB_RETENTION,
                 ),
+                (
+                    names::RETRY_STREAM,
+                    names::RETRY_STREAM,
+                    vec![names::RETRY_SUBJECTS.to_owned()],
+                    RetentionPolicy::WorkQueue,
+                    Duration::ZERO,
+                ),
             ]
+        );
+        assert!(
+            streams
+                .iter()
+                .all(|(name, c)| c.allow_message_schedules == (*name == names::RETRY_STREAM))
         );
         for (_, c) in &streams {
             assert_eq!(c.storage, StorageType::File);

@@ -5,6 +5,7 @@
 //! production deployment should set `WEBHOOK_SECRET` (and
 //! `WEBHOOK_REQUIRE_SECRET=true` so a forgotten secret stops the start).
 
+use crate::breaker::BreakerPolicy;
 use crate::retry::{RetrySchedule, ScheduleError};
 use crate::signing::SigningKey;
 use ipnet::IpNet;
@@ -53,6 +54,10 @@ pub struct Config {
     /// Most webhook requests in flight to any one host (`WEBHOOK_PER_HOST_CONCURRENCY`,
     /// a count): a slow receiver takes at most this many of the slots.
     pub per_host_concurrency: usize,
+    /// When a destination's circuit opens and for how long
+    /// (`WEBHOOK_CIRCUIT_FAILURES` in a row; open `WEBHOOK_CIRCUIT_OPEN`,
+    /// doubling up to `WEBHOOK_CIRCUIT_OPEN_MAX`).
+    pub breaker: BreakerPolicy,
     /// Address ranges webhooks may reach even though they are private,
     /// loopback, … (`WEBHOOK_ALLOWED_CIDRS`, comma-separated CIDRs).
     pub allowed_cidrs: Vec<IpNet>,
@@ -108,6 +113,29 @@ impl Config {
                 "must be more than zero",
             ));
         }
+        let defaults = BreakerPolicy::default();
+        let breaker = BreakerPolicy {
+            threshold: u32::try_from(count(
+                env,
+                "WEBHOOK_CIRCUIT_FAILURES",
+                defaults.threshold as usize,
+            )?)
+            .map_err(|_| ConfigError::new("WEBHOOK_CIRCUIT_FAILURES", "is too large"))?,
+            open_first: env.duration("WEBHOOK_CIRCUIT_OPEN", defaults.open_first)?,
+            open_max: env.duration("WEBHOOK_CIRCUIT_OPEN_MAX", defaults.open_max)?,
+        };
+        if breaker.open_first.is_zero() {
+            return Err(ConfigError::new(
+                "WEBHOOK_CIRCUIT_OPEN",
+                "must be more than zero",
+            ));
+        }
+        if breaker.open_max < breaker.open_first {
+            return Err(ConfigError::new(
+                "WEBHOOK_CIRCUIT_OPEN_MAX",
+                "must be at least WEBHOOK_CIRCUIT_OPEN",
+            ));
+        }
         let mut caller_keys = std::collections::HashMap::new();
         for caller in Callers::from_env(env)?.iter() {
             if let Some(secret) = &caller.webhook_secret {
@@ -126,6 +154,7 @@ impl Config {
             retry: RetrySchedule::parse(&schedule, jitter).map_err(schedule_error)?,
             concurrency: count(env, "WEBHOOK_CONCURRENCY", 64)?,
             per_host_concurrency: count(env, "WEBHOOK_PER_HOST_CONCURRENCY", 4)?,
+            breaker,
             allowed_cidrs: env.list("WEBHOOK_ALLOWED_CIDRS")?,
             reply_grace: env.duration("REPLY_GRACE", Duration::from_secs(5))?,
             drain_timeout: env.duration("NOTIFIER_DRAIN_TIMEOUT", Duration::from_secs(10))?,
@@ -282,6 +311,15 @@ mod tests {
         assert!(err(&[("WEBHOOK_RETRY_JITTER", "2")]).starts_with("WEBHOOK_RETRY_JITTER"));
         assert!(err(&[("WEBHOOK_RETRY_JITTER", "x")]).starts_with("WEBHOOK_RETRY_JITTER"));
         assert!(err(&[("REPLY_GRACE", "-1s")]).starts_with("REPLY_GRACE"));
+        assert!(err(&[("WEBHOOK_CIRCUIT_FAILURES", "0")]).starts_with("WEBHOOK_CIRCUIT_FAILURES"));
+        assert!(err(&[("WEBHOOK_CIRCUIT_OPEN", "0s")]).starts_with("WEBHOOK_CIRCUIT_OPEN:"));
+        assert!(
+            err(&[
+                ("WEBHOOK_CIRCUIT_OPEN", "1m"),
+                ("WEBHOOK_CIRCUIT_OPEN_MAX", "30s")
+            ])
+            .starts_with("WEBHOOK_CIRCUIT_OPEN_MAX")
+        );
         let secret = err(&[("WEBHOOK_SECRET", "whsec_c2hvcnQ=")]);
         assert!(secret.starts_with("WEBHOOK_SECRET: entry 1"), "{secret}");
         assert!(!secret.contains("c2hvcnQ"), "{secret}");

@@ -57,6 +57,36 @@ impl AttemptReport {
             verdict: Verdict::Failed(Failure::Permanent),
         }
     }
+
+    /// What the attempt says of the receiver: `Some(false)` if it is
+    /// failing (5xx, 429, timeout, connection error), `Some(true)` if it
+    /// answered otherwise (it is up, even if it refused this webhook),
+    /// `None` if nothing was sent.
+    pub fn receiver_health(&self) -> Option<bool> {
+        match (self.status, &self.verdict) {
+            (Some(status), _) => Some(status < 500 && status != 429),
+            (None, Verdict::Failed(Failure::Transient { .. })) => Some(false),
+            (None, _) => None,
+        }
+    }
+
+    /// The report of an attempt not made because its destination's circuit
+    /// is open until `until` after `failures` failures in a row. A failure
+    /// like any other for the schedule, except that the next attempt is not
+    /// due before the circuit is half open again (as a `Retry-After`).
+    pub fn circuit_open(until: UnixMillis, failures: u32, now: UnixMillis) -> Self {
+        Self {
+            status: None,
+            error: Some(format!(
+                "not sent: the destination failed {failures} times in a row; its circuit is open until {}",
+                until.to_rfc3339()
+            )),
+            latency_ms: 0,
+            verdict: Verdict::Failed(Failure::Transient {
+                retry_after: Some(until.since(now)),
+            }),
+        }
+    }
 }
 
 /// One webhook to send.
@@ -121,6 +151,18 @@ impl Sender {
     /// [`UrlRefusal`] if the URL may not be called.
     pub fn check(&self, url: &str) -> Result<Url, UrlRefusal> {
         egress_policy::check_url(url, &self.allowed)
+    }
+
+    /// The address `host` resolves to (first vetted one), to bound a
+    /// destination by address as well as by name. `None` if it does not
+    /// resolve to an allowed address: the attempt then fails on its own.
+    pub async fn resolve(&self, host: &str, port: u16) -> Option<std::net::SocketAddr> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return Some(std::net::SocketAddr::new(ip, port));
+        }
+        let addrs = egress_policy::resolve_allowed(host, port, &self.allowed).await;
+        addrs.ok()?.into_iter().next()
     }
 
     /// Make one attempt. Never fails: every outcome is a report.

@@ -11,13 +11,14 @@ use crate::config::Config;
 use crate::dead_letter::{self, DeadLetterV1};
 use crate::decision::{Decision, Policy, decide};
 use crate::deliver::{AttemptReport, Delivery, Sender, Verdict};
-use crate::limits::HostLimits;
+use crate::destinations::{Destination, Destinations, Entry};
 use crate::payload::WebhookPayload;
 use crate::record;
 use rand::Rng;
 use service_kit::telemetry;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,9 @@ const NATS_RETRY: Duration = Duration::from_secs(2);
 const MALFORMED_RETRY: Duration = Duration::from_secs(60);
 /// Decisions in a row for one message (each claim or conflict re-decides).
 const MAX_ROUNDS: usize = 8;
+/// The most a due message may come early (this host's clock behind the
+/// server's) and still be held for the difference rather than scheduled.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// How to settle a message once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +61,10 @@ pub struct Shared {
     pub config: Config,
     /// The HTTP side.
     pub sender: Sender,
-    /// Per-destination bound.
-    pub hosts: HostLimits,
+    /// Per-destination bounds and circuit breakers.
+    pub destinations: Destinations,
+    /// Deliveries put back because their destination had no room.
+    pub deferred_busy: AtomicU64,
     /// Global bound on requests in flight (and on record reads).
     pub global: Semaphore,
     /// The wall clock (injected).
@@ -72,12 +78,13 @@ pub struct Shared {
 }
 
 /// Handle one job event (raw payload; request id and trace context from its
-/// headers).
+/// headers); `from_index` if it came back from the retry index when due.
 pub async fn handle(
     shared: &Shared,
     payload: &[u8],
     request_id: String,
     trace: Option<TraceContext>,
+    from_index: bool,
 ) -> Disposition {
     let event: JobEventV1 = match decode("job event", payload) {
         Ok(event) => event,
@@ -90,10 +97,17 @@ pub async fn handle(
     let span =
         info_span!("job", otel.kind = "consumer", job_id = %event.job_id, request_id = %request_id);
     telemetry::continue_trace(&span, trace.as_ref());
-    process(shared, &event, &request_id).instrument(span).await
+    process(shared, &event, &request_id, from_index)
+        .instrument(span)
+        .await
 }
 
-async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Disposition {
+async fn process(
+    shared: &Shared,
+    event: &JobEventV1,
+    request_id: &str,
+    from_index: bool,
+) -> Disposition {
     let policy = Policy {
         reply_grace: shared.config.reply_grace,
         first_delay: shared.config.retry.first_delay(),
@@ -140,7 +154,7 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
             }
             Decision::AwaitReply { until } => {
                 debug!("the api may still answer this caller; looking again later");
-                return Disposition::Nak(until.since(now));
+                return not_yet(shared, event, request_id, until, from_index).await;
             }
             Decision::ClaimReply => match claim(shared, job).await {
                 Ok(true) => info!("the api never answered; claimed the job as owed a webhook"),
@@ -158,12 +172,14 @@ async fn process(shared: &Shared, event: &JobEventV1, request_id: &str) -> Dispo
                 )
                 .await
                 {
-                    Ok(Updated::Written(_)) => return Disposition::Nak(at.since(now)),
+                    Ok(Updated::Written(_)) => return later(shared, event, request_id, at).await,
                     Ok(_) => {}
                     Err(err) => return retry_later(&err),
                 }
             }
-            Decision::NotDue { at } => return Disposition::Nak(at.since(now)),
+            Decision::NotDue { at } => {
+                return not_yet(shared, event, request_id, at, from_index).await;
+            }
             Decision::Deliver { attempt } => {
                 let Some(job) = job.value else {
                     return Disposition::Ack;
@@ -204,8 +220,8 @@ async fn deliver(
     let started = shared.clock.now();
     let payload = WebhookPayload::of(event, started);
     let body = payload.to_bytes();
-    let report = match shared.sender.check(url_text) {
-        Err(refusal) => AttemptReport::refused(refusal),
+    let (report, outcome) = match shared.sender.check(url_text) {
+        Err(refusal) => (AttemptReport::refused(refusal), None),
         Ok(url) => {
             let request = Delivery {
                 url: &url,
@@ -215,34 +231,35 @@ async fn deliver(
                 now: started,
                 caller: job.caller.as_deref(),
             };
-            let span = info_span!(
-                "webhook attempt",
-                otel.kind = "client",
-                attempt,
-                http.response.status_code = tracing::field::Empty,
-            );
-            let sent = send_bounded(shared, &url, request)
-                .instrument(span.clone())
-                .await;
-            if let Some(status) = sent.as_ref().and_then(|r| r.status) {
-                span.record("http.response.status_code", status);
-            }
-            match sent {
-                Some(report) => report,
+            match send_bounded(shared, &url, request, attempt).await {
+                Sent::Report(report) => (report, None),
+                Sent::CircuitOpen(report) => (report, Some("not_sent_circuit_open")),
+                Sent::Busy => {
+                    shared.deferred_busy.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("webhook_deferrals_total", "reason" => "destination_busy")
+                        .increment(1);
+                    let sample = rand::thread_rng().gen_range(0.0..=1.0);
+                    let pause = busy_pause(shared.config.timeout, sample);
+                    debug!(?pause, "destination has no room; putting the delivery back");
+                    return later(shared, event, request_id, started.plus(pause)).await;
+                }
                 // Shutting down before the attempt started: hand it back.
-                None => return Disposition::Nak(Duration::ZERO),
+                Sent::HandBack => return Disposition::Nak(Duration::ZERO),
             }
         }
     };
     let finished = shared.clock.now();
-    let outcome = match report.verdict {
+    let sent = outcome.is_none();
+    let outcome = outcome.unwrap_or(match report.verdict {
         Verdict::Delivered => "delivered",
         Verdict::Failed(crate::retry::Failure::Permanent) => "failed_permanently",
         Verdict::Failed(_) => "failed",
-    };
+    });
     metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
-    metrics::histogram!("webhook_attempt_duration_seconds")
-        .record(report.latency_ms as f64 / 1000.0);
+    if sent {
+        metrics::histogram!("webhook_attempt_duration_seconds")
+            .record(report.latency_ms as f64 / 1000.0);
+    }
     let recorded = DeliveryAttempt {
         at: started,
         status: report.status,
@@ -296,7 +313,10 @@ async fn deliver(
     )
     .await;
     match written {
-        Ok(Updated::Written(r)) => settle(&r, &report, attempt, finished),
+        Ok(Updated::Written(r)) => match settle(&r, &report, attempt, sent, finished) {
+            Some(next) => later(shared, event, request_id, next).await,
+            None => Disposition::Ack,
+        },
         Ok(_) => {
             debug!("delivery settled elsewhere meanwhile");
             Disposition::Ack
@@ -305,22 +325,114 @@ async fn deliver(
     }
 }
 
-/// Wait for the per-host and then the global permit, and send. `None` if
-/// asked to stop while waiting.
-async fn send_bounded(shared: &Shared, url: &Url, request: Delivery<'_>) -> Option<AttemptReport> {
-    let host = format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    );
-    let host_permit = tokio::select! {
-        biased;
-        _ = shared.hand_back.cancelled() => return None,
-        permit = shared.hosts.acquire(&host) => permit,
+/// What became of a delivery's turn to send.
+enum Sent {
+    /// It was sent (or failed to be): the report.
+    Report(AttemptReport),
+    /// Not sent: its destination's circuit is open. The report says so and
+    /// counts as a failed attempt.
+    CircuitOpen(AttemptReport),
+    /// Not sent: its destination has no room. Not an attempt.
+    Busy,
+    /// Not sent: shutting down.
+    HandBack,
+}
+
+/// Take the destination's permits (name and resolved address) and a global
+/// one, and send, unless the destination's circuit is open or it has no
+/// room.
+async fn send_bounded(shared: &Shared, url: &Url, request: Delivery<'_>, attempt: usize) -> Sent {
+    let host = url.host_str().unwrap_or("");
+    let port = url.port_or_known_default().unwrap_or(0);
+    let entry = async {
+        // Resolved here for the address's bound; the connection resolves
+        // again through the egress resolver, which vets what it dials.
+        let to = Destination::new(host, port, shared.sender.resolve(host, port).await);
+        shared.destinations.enter(&to, shared.clock.now()).await
     };
-    let report = bounded(shared, &shared.global, shared.sender.send(request)).await;
-    drop(host_permit);
-    report
+    let entry = tokio::select! {
+        biased;
+        _ = shared.hand_back.cancelled() => return Sent::HandBack,
+        entry = entry => entry,
+    };
+    let pass = match entry {
+        Entry::Busy => return Sent::Busy,
+        Entry::Open { until, failures } => {
+            return Sent::CircuitOpen(AttemptReport::circuit_open(
+                until,
+                failures,
+                shared.clock.now(),
+            ));
+        }
+        Entry::Go(pass) => pass,
+    };
+    let span = info_span!(
+        "webhook attempt",
+        otel.kind = "client",
+        attempt,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let sent = bounded(shared, &shared.global, shared.sender.send(request))
+        .instrument(span.clone())
+        .await;
+    let Some(report) = sent else {
+        return Sent::HandBack; // the pass, dropped unreported, gives back its probe
+    };
+    if let Some(status) = report.status {
+        span.record("http.response.status_code", status);
+    }
+    match report.receiver_health() {
+        Some(healthy) => pass.report(healthy, shared.clock.now()),
+        None => drop(pass), // refused before sending: says nothing of the receiver
+    }
+    Sent::Report(report)
+}
+
+/// How long a delivery whose destination had no room waits before coming
+/// back: spread by `sample` (in `[0, 1]`) over a second up to an attempt's
+/// timeout, so the deliveries a busy receiver turned away come back a few at
+/// a time.
+pub fn busy_pause(attempt_timeout: Duration, sample: f64) -> Duration {
+    let least = Duration::from_secs(1);
+    let most = attempt_timeout.max(least * 2);
+    least + (most - least).mul_f64(sample.clamp(0.0, 1.0))
+}
+
+/// Wait until `at` for a message that came back before its time. Early
+/// by a little, a due message is late on this host's clock rather than
+/// early on the server's (which fired it): it waits out the difference as
+/// a relative NAK, instead of a schedule the server would fire at once.
+/// Anything else is scheduled.
+async fn not_yet(
+    shared: &Shared,
+    event: &JobEventV1,
+    request_id: &str,
+    at: UnixMillis,
+    from_index: bool,
+) -> Disposition {
+    let wait = at.since(shared.clock.now());
+    if from_index && wait <= CLOCK_SKEW {
+        return Disposition::Nak(wait);
+    }
+    later(shared, event, request_id, at).await
+}
+
+/// Have the event come back at `at` (see [`crate::due`]) and ack this
+/// message; keep it (a short NAK) if the schedule could not be stored.
+async fn later(
+    shared: &Shared,
+    event: &JobEventV1,
+    request_id: &str,
+    at: UnixMillis,
+) -> Disposition {
+    let trace = telemetry::current_trace();
+    match crate::due::schedule(&shared.topology.js, event, request_id, trace.as_ref(), at).await {
+        Ok(()) => Disposition::Ack,
+        Err(err) => {
+            warn!(error = %err, "could not schedule the delivery; will try again");
+            Disposition::Nak(NATS_RETRY)
+        }
+    }
 }
 
 /// Run `work` holding a permit of `semaphore`; `None` if asked to stop
@@ -338,31 +450,33 @@ async fn bounded<T>(
     Some(work.await)
 }
 
-/// Log the attempt's outcome and say how to settle the message.
+/// Log the attempt's outcome; the time of the next attempt if there is one.
 fn settle(
     record: &DeliveryRecord,
     report: &AttemptReport,
     attempt: usize,
+    sent: bool,
     now: UnixMillis,
-) -> Disposition {
+) -> Option<UnixMillis> {
     let status = report.status;
     let latency_ms = report.latency_ms;
     let err = report.error.as_deref().unwrap_or("");
     match record.state {
         DeliveryState::Delivered => {
             info!(attempt, ?status, latency_ms, "webhook delivered");
-            Disposition::Ack
+            None
         }
         DeliveryState::Pending => {
-            let delay = record
-                .next_attempt_at
-                .map(|at| at.since(now))
-                .unwrap_or(NATS_RETRY);
-            warn!(
-                attempt, ?status, latency_ms, error = err,
-                retry_in = %humantime::format_duration(delay), "webhook attempt failed; will retry"
-            );
-            Disposition::Nak(delay)
+            let next = record.next_attempt_at.unwrap_or(now.plus(NATS_RETRY));
+            let retry_in = humantime::format_duration(next.since(now));
+            if sent {
+                warn!(attempt, ?status, latency_ms, error = err, %retry_in, "webhook attempt failed; will retry");
+            } else {
+                // One per due webhook of a dead receiver: counted in
+                // webhook_attempts_total, the circuit on the status page.
+                debug!(attempt, error = err, %retry_in, "webhook not sent: circuit open");
+            }
+            Some(next)
         }
         DeliveryState::Failed => {
             let permanent = matches!(
@@ -376,9 +490,9 @@ fn settle(
                 permanent,
                 "webhook failed for good; dead-lettered"
             );
-            Disposition::Ack
+            None
         }
-        DeliveryState::NotRequired => Disposition::Ack,
+        DeliveryState::NotRequired => None,
     }
 }
 

@@ -13,22 +13,33 @@
 //! operators redrive them with `nats req webhooks.redrive <job-id>`
 //! ([`redrive_service`]).
 //!
-//! Layout: [`decision`] and [`retry`] are pure; [`handle`] and [`consumer`]
-//! are the shell that does NATS and HTTP ([`deliver`]).
+//! A delivery that must wait (for its next attempt, or for the api's reply)
+//! is scheduled on the retry stream and its message acked ([`due`]), so
+//! waiting holds nothing. Each destination (the URL's name and the address
+//! it resolves to) has bounded permits and waiting places, and a circuit
+//! breaker that stops sending to a receiver that keeps failing
+//! ([`destinations`], [`breaker`]); open circuits are on the status page
+//! ([`status_answers`]) and in `webhook_circuits_open`.
+//!
+//! Layout: [`decision`], [`retry`] and [`breaker`] are pure; [`handle`] and
+//! [`consumer`] are the shell that does NATS and HTTP ([`deliver`]).
 
+pub mod breaker;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod decision;
 pub mod deliver;
+pub mod destinations;
+pub mod due;
 pub mod handle;
-pub mod limits;
 pub mod payload;
 pub mod record;
 pub mod redrive_service;
 pub mod resolver;
 pub mod retry;
 pub mod signing;
+pub mod status_answers;
 
 pub use config::Config;
 pub use dead_letter::{DeadLetterV1, Redriven, redrive};
@@ -84,7 +95,8 @@ pub async fn run(
     let sender = deliver::Sender::new(&config)?;
     let redrives = redrive_service::serve(topology.clone(), shutdown.clone());
     let shared = Arc::new(Shared {
-        hosts: limits::HostLimits::new(config.per_host_concurrency),
+        destinations: destinations::Destinations::new(config.per_host_concurrency, config.breaker),
+        deferred_busy: std::sync::atomic::AtomicU64::new(0),
         global: Semaphore::new(config.concurrency),
         topology,
         sender,
@@ -92,6 +104,11 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         hand_back: CancellationToken::new(),
     });
-    tokio::join!(consumer::consume(shared, shutdown), redrives);
+    let sources = vec![consumer::events(), consumer::retries()];
+    tokio::join!(
+        consumer::consume(Arc::clone(&shared), sources, shutdown.clone()),
+        status_answers::serve(shared, shutdown),
+        redrives
+    );
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! Svix's default `0s,5s,5m,30m,2h,5h,10h,10h` a receiver that is down for a
 //! day still gets its webhook. Delays are jittered (±20 % by default) so that
 //! webhooks that failed together do not all retry in the same instant. The
-//! caller sleeps (NAKs with a delay); the schedule only says how long.
+//! caller waits (on the retry index, [`crate::due`]); the schedule only says
+//! how long.
 
 use std::time::Duration;
 

@@ -86,6 +86,8 @@ impl Drop for NatsServer {
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived (wall clock, to compare with records' times).
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -162,7 +164,11 @@ async fn receive(
     let seen = {
         let mut requests = lock(&state.requests);
         let list = requests.entry(name.clone()).or_default();
-        list.push(Received { headers, body });
+        list.push(Received {
+            headers,
+            body,
+            at: std::time::SystemTime::now(),
+        });
         list.len()
     };
     let delay = lock(&state.delays).get(&name).copied();

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod failing_receivers;
 mod helpers;
 
 use async_nats::jetstream;
@@ -20,7 +21,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::headers::with_request_id;
 use wire_contract::messages::{JobEventV1, Outcome};
-use wire_contract::names::{DEAD_LETTER_STREAM, EVENTS_SUBJECT, REDRIVE_SUBJECT};
+use wire_contract::names::{
+    DEAD_LETTER_STREAM, EVENTS_STREAM, EVENTS_SUBJECT, NOTIFIER_CONSUMER, REDRIVE_SUBJECT,
+};
 use wire_contract::records::{DeliveryRecord, DeliveryState, JobRecord, Reply};
 use wire_contract::time::{Clock, SystemClock};
 use wire_contract::{Topology, UnixMillis, decode, encode, load, save};
@@ -65,6 +68,9 @@ impl Harness {
             ("WEBHOOK_TIMEOUT", "5s".to_owned()),
             ("REPLY_GRACE", "2s".to_owned()),
             ("NOTIFIER_ID", "it".to_owned()),
+            // Circuits stay closed unless a test is about them: the others
+            // count every attempt at the receiver.
+            ("WEBHOOK_CIRCUIT_FAILURES", "1000".to_owned()),
         ]
         .into_iter()
         .chain(overrides.iter().map(|(k, v)| (*k, (*v).to_owned())))
@@ -144,18 +150,17 @@ impl Harness {
 
     /// Wait until the consumer has nothing pending or unacknowledged.
     async fn drained(&self) {
+        self.drained_within(WAIT).await;
+    }
+
+    /// The same, waiting up to `limit`.
+    async fn drained_within(&self, limit: Duration) {
         let js = self.topology.js.clone();
-        eventually("the notifier to settle every event", WAIT, || {
+        eventually("the notifier to settle every event", limit, || {
             let js = js.clone();
             async move {
-                let stream = js
-                    .get_stream(wire_contract::names::EVENTS_STREAM)
-                    .await
-                    .ok()?;
-                let info = stream
-                    .consumer_info(wire_contract::names::NOTIFIER_CONSUMER)
-                    .await
-                    .ok()?;
+                let stream = js.get_stream(EVENTS_STREAM).await.ok()?;
+                let info = stream.consumer_info(NOTIFIER_CONSUMER).await.ok()?;
                 (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
             }
         })
@@ -516,10 +521,9 @@ async fn dead_letters_and_redrives_carry_the_jobs_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_retry_schedule_runs_to_its_end_without_jetstream_giving_up() {
-    // Every retry is a redelivery of the same event (a delayed NAK): a
-    // consumer capped at fewer deliveries than the schedule has attempts
-    // would leave the job pending for ever, neither delivered nor
-    // dead-lettered.
+    // Every retry comes back from the retry index: none of the consumers'
+    // delivery caps may end a schedule early, leaving the job pending for
+    // ever, neither delivered nor dead-lettered.
     const ATTEMPTS: usize = 20;
     let schedule = std::iter::once("0s")
         .chain(std::iter::repeat_n("10ms", ATTEMPTS - 1))

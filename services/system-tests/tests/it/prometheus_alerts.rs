@@ -24,9 +24,13 @@ fn exported(text: &str) -> BTreeSet<String> {
 async fn prometheus_alerts_fire_for_failing_webhooks_and_the_saturation_rule_reads_the_budget() {
     // A 12 s horizon at 10 calls per 3 s takes about 20 of 40 new messages
     // and refuses the rest (SignRequestsRefused).
+    // Circuits kept closed: every attempt at the failing receiver is sent,
+    // as WebhookFailureRateHigh counts sent attempts (an open circuit's
+    // are WebhookCircuitsOpen's, tested by promtool).
     let sys = spawn_system(Options {
         failing_receiver: true,
         backlog_horizon: "12s",
+        notifier_env: vec![("WEBHOOK_CIRCUIT_FAILURES", "1000".into())],
         ..Options::default()
     })
     .await;

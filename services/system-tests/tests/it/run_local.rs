@@ -98,6 +98,8 @@ impl Run {
                 ("WEBHOOK_RETRY_SCHEDULE", "0s,200ms,500ms,1s,2s,2s,2s,2s"),
                 ("WEBHOOK_RETRY_JITTER", "0"),
                 ("WEBHOOK_TIMEOUT", "2s"),
+                ("WEBHOOK_CIRCUIT_OPEN", "1s"),
+                ("WEBHOOK_CIRCUIT_OPEN_MAX", "2s"),
                 ("REPLY_GRACE", "3s"),
                 ("NOTIFIER_DRAIN_TIMEOUT", "5s"),
             ])

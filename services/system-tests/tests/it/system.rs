@@ -209,6 +209,10 @@ pub async fn spawn_system(opts: Options) -> System {
         ),
         ("WEBHOOK_RETRY_JITTER", "0".into()),
         ("WEBHOOK_TIMEOUT", "2s".into()),
+        // Circuits on the compressed clock: a failing receiver is probed
+        // again within the retry schedule's gaps.
+        ("WEBHOOK_CIRCUIT_OPEN", "1s".into()),
+        ("WEBHOOK_CIRCUIT_OPEN_MAX", "2s".into()),
         ("REPLY_GRACE", "3s".into()),
         ("NOTIFIER_HEALTH_ADDR", format!("127.0.0.1:{notifier_port}")),
     ];
