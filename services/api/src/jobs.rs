@@ -43,7 +43,7 @@ impl Reader {
     tag = "signing",
     operation_id = "job_status",
     summary = "A job's status monitor",
-    description = "The `Location` of a `202`. Jobs are kept for 7 days.",
+    description = "The `Location` of a `202`. Jobs are kept while pending, then for `JOB_RETENTION` (7 days by default).",
     params(("id" = String, Path, format = Uuid, description = "The job id from a `200` or `202`")),
     responses(
         (status = 200, description = "The job", body = JobStatus,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error_bodies;
 pub mod input;
 pub mod jobs;
+pub mod keep_jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -119,6 +120,7 @@ pub async fn run(
         );
         tokio::spawn(async move { feed.follow(store, shutdown).await });
     }
+    tokio::spawn(keep_jobs::serve(topo.clone(), shutdown.clone()));
     tokio::spawn(service_kit::refresh_nats_gauges(
         topo.clone(),
         READY_WITHIN,

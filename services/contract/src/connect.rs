@@ -36,6 +36,9 @@ pub struct NatsSettings {
     /// How long a signature (or a permanent failure) is kept in the
     /// results bucket; zero keeps them for ever.
     pub signature_retention: Duration,
+    /// How long a job record (and its delivery record) is kept after its
+    /// last write; a pending job's record is rewritten before then.
+    pub job_retention: Duration,
 }
 
 /// How often a client pings its server. A server cut off by a partition
@@ -92,7 +95,13 @@ pub async fn connect(
     let js = jetstream::new(client);
     let started = std::time::Instant::now();
     loop {
-        match Topology::ensure(js.clone(), nats.replicas, nats.signature_retention).await {
+        let ensured = Topology::ensure_with(
+            js.clone(),
+            nats.replicas,
+            nats.signature_retention,
+            nats.job_retention,
+        );
+        match ensured.await {
             Ok(t) => return Ok(t),
             Err(e) if started.elapsed() < patience => {
                 tracing::warn!(error = %e, "JetStream not ready yet; retrying");

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod connect;
 pub mod consume;
 pub mod headers;
+pub mod job_keeping;
 pub mod keys;
 pub mod messages;
 pub mod mirror;

@@ -81,5 +81,11 @@ pub const BACKLOG_SUBJECT: &str = "sign.ask.backlog";
 /// Request/reply: the signer's part of the status page
 /// ([`crate::signer_answers::SignerStatusV1`]); the request body is empty.
 pub const STATUS_SUBJECT: &str = "sign.ask.status";
+/// Request/reply: the signer asks an api replica to rewrite the records of
+/// jobs still pending ([`crate::job_keeping`]), in queue group
+/// [`API_ANSWERS_GROUP`].
+pub const KEEP_JOBS_SUBJECT: &str = "sign.jobs.keep";
+/// Queue group the api replicas answer in: one answer per request.
+pub const API_ANSWERS_GROUP: &str = "api";
 /// Queue group the signer replicas answer in: one answer per question.
 pub const SIGNER_ANSWERS_GROUP: &str = "signer";

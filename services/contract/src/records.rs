@@ -75,6 +75,14 @@ impl JobRecord {
         }
     }
 
+    /// The record rewritten unchanged, so that the jobs bucket's age limit
+    /// (`JOB_RETENTION`, counted from a record's last write) starts again:
+    /// a job still pending keeps its record. Asked for by the signer, which
+    /// knows what is pending ([`crate::job_keeping`]); written by the api.
+    pub fn kept(&self) -> Option<JobRecord> {
+        Some(self.clone())
+    }
+
     /// Whether a webhook is owed: `Some(false)` when there is no URL or the
     /// caller got a 200 or a 503, `Some(true)` once the reply is deferred,
     /// `None` while the reply is undecided.

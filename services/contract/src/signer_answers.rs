@@ -184,7 +184,7 @@ pub struct SignerStatusV1 {
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
     /// No signer answered (none running, or NATS unreachable).
-    #[error("no answer from a signer: {0}")]
+    #[error("no answer: {0}")]
     NoAnswer(String),
     /// The answer is not what this version expects.
     #[error(transparent)]

@@ -23,9 +23,14 @@ use async_nats::jetstream::{
 };
 use std::time::Duration;
 
-/// How long job records and webhook delivery records are kept: long enough
-/// for the status resource to outlive the webhook retry schedule (~27 h).
+/// How long job records and webhook delivery records are kept after their
+/// last write, by default (`JOB_RETENTION`): long enough for the status
+/// resource to outlive the webhook retry schedule (~27 h). A job still
+/// pending has its record rewritten before then ([`crate::job_keeping`]).
 pub const JOB_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long a stream remembers a `Nats-Msg-Id` to drop a repeated publish.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// How long signatures are kept by default (`SIGNATURE_RETENTION`): the
 /// signature cache is bounded by age. The upstream's budget bounds how fast
@@ -75,6 +80,9 @@ pub struct Topology {
     pub replicas: usize,
     /// How long results are kept (`SIGNATURE_RETENTION`; zero: for ever).
     pub signature_retention: Duration,
+    /// How long job and delivery records are kept after their last write
+    /// (`JOB_RETENTION`).
+    pub job_retention: Duration,
 }
 
 impl Topology {
@@ -91,7 +99,18 @@ impl Topology {
         replicas: usize,
         signature_retention: Duration,
     ) -> Result<Self, TopologyError> {
-        let streams = stream_configs().map(|(name, config)| {
+        Self::ensure_with(js, replicas, signature_retention, JOB_RETENTION).await
+    }
+
+    /// [`Topology::ensure`], job and delivery records kept `job_retention`
+    /// after their last write.
+    pub async fn ensure_with(
+        js: jetstream::Context,
+        replicas: usize,
+        signature_retention: Duration,
+        job_retention: Duration,
+    ) -> Result<Self, TopologyError> {
+        let streams = stream_configs(job_retention).map(|(name, config)| {
             let js = js.clone();
             async move {
                 let stream_error = |e: async_nats::Error| TopologyError::Stream { name, source: e };
@@ -136,11 +155,11 @@ impl Topology {
         let (streams, buckets) = futures::future::join(
             futures::future::try_join_all(streams),
             futures::future::try_join5(
-                open(names::JOBS_BUCKET, JOB_RETENTION),
+                open(names::JOBS_BUCKET, job_retention),
                 open(names::RESULTS_BUCKET, signature_retention),
                 open(names::WORK_BUCKET, Duration::ZERO),
                 open(names::LIMITER_BUCKET, Duration::ZERO),
-                open(names::DELIVERIES_BUCKET, JOB_RETENTION),
+                open(names::DELIVERIES_BUCKET, job_retention),
             ),
         )
         .await;
@@ -155,12 +174,19 @@ impl Topology {
             js,
             replicas,
             signature_retention,
+            job_retention,
         })
     }
 
     /// Create again whatever an operator deleted (same replicas).
     pub async fn recreate(&self) -> Result<Self, TopologyError> {
-        Self::ensure(self.js.clone(), self.replicas, self.signature_retention).await
+        Self::ensure_with(
+            self.js.clone(),
+            self.replicas,
+            self.signature_retention,
+            self.job_retention,
+        )
+        .await
     }
 
     /// Whether every stream and bucket is reachable now (for `/readyz`).
@@ -169,7 +195,7 @@ impl Topology {
     /// waits for its stream's leader, and asked one after another they took
     /// longer than a readiness probe's budget, so the api read as not ready.
     pub async fn check(&self) -> Result<(), TopologyError> {
-        let streams = stream_configs().map(|(name, _)| async move {
+        let streams = stream_configs(self.job_retention).map(|(name, _)| async move {
             self.js
                 .get_stream(name)
                 .await
@@ -250,12 +276,18 @@ pub fn replicas_to_keep(name: &str, found: Option<usize>, wanted: usize) -> usiz
 
 /// The streams, durable (file storage) and deduplicating on `Nats-Msg-Id`,
 /// each with its name as a constant (errors carry it).
-fn stream_configs() -> [(&'static str, stream::Config); 5] {
+fn stream_configs(job_retention: Duration) -> [(&'static str, stream::Config); 5] {
     let stream = |name: &'static str, config: stream::Config| {
+        // The server refuses a window longer than the stream's max_age
+        // (only a short JOB_RETENTION, in tests, comes below it).
+        let window = match config.max_age {
+            Duration::ZERO => DUPLICATE_WINDOW,
+            max_age => DUPLICATE_WINDOW.min(max_age),
+        };
         let config = stream::Config {
             name: name.to_owned(),
             storage: StorageType::File,
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: window,
             allow_direct: true,
             ..config
         };
@@ -295,7 +327,7 @@ fn stream_configs() -> [(&'static str, stream::Config); 5] {
                 retention: RetentionPolicy::Limits,
                 // As long as the job records: a letter outliving its job
                 // could not be redriven anyway.
-                max_age: JOB_RETENTION,
+                max_age: job_retention,
                 ..Default::default()
             },
         ),
@@ -345,7 +377,7 @@ mod tests {
 
     #[test]
     fn each_stream_is_named_once_and_keeps_its_settings() {
-        let streams = stream_configs();
+        let streams = stream_configs(JOB_RETENTION);
         let by_name: Vec<_> = streams
             .iter()
             .map(|(name, c)| {

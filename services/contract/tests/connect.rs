@@ -18,6 +18,7 @@ async fn a_server_list_with_a_dead_first_entry_still_connects() {
                 url: list,
                 replicas: 1,
                 signature_retention: std::time::Duration::ZERO,
+                job_retention: wire_contract::topology::JOB_RETENTION,
             },
             "connect-test",
             Duration::from_secs(10),

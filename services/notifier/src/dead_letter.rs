@@ -125,7 +125,7 @@ pub enum Redriven {
 /// Re-send a dead-lettered webhook: reset its delivery record (from `Failed`
 /// to a fresh `Pending`, so the whole schedule applies again) and publish its
 /// event to the notifier once more. The job record must still exist (it is
-/// kept for [`wire_contract::topology::JOB_RETENTION`]): the notifier needs
+/// kept for `JOB_RETENTION`, [`wire_contract::topology::JOB_RETENTION`] by default): the notifier needs
 /// it to deliver, so without it nothing is done ([`Redriven::JobMissing`]).
 ///
 /// Safe to call concurrently and repeatedly: the reset is a compare-and-set

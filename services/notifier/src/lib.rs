@@ -76,6 +76,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     info!(?config, "notifier starting");
+    let schedule: std::time::Duration = config.retry.delays().iter().sum();
+    if schedule > topology.job_retention * 3 / 4 {
+        // The job record is written when the job is answered, not at each
+        // attempt: past the retention the last attempts would find it gone.
+        warn!(
+            schedule = %humantime::format_duration(schedule),
+            job_retention = %humantime::format_duration(topology.job_retention),
+            "the webhook retry schedule is longer than three quarters of JOB_RETENTION: its last attempts may find the job record expired"
+        );
+    }
     if config.secret_origin == SecretOrigin::Generated {
         let generated = config
             .signing_keys

@@ -258,10 +258,15 @@ pub fn nats(env: &Env) -> Result<wire_contract::NatsSettings, ConfigError> {
         "SIGNATURE_RETENTION",
         wire_contract::topology::SIGNATURE_RETENTION,
     )?;
+    let job_retention = env.duration("JOB_RETENTION", wire_contract::topology::JOB_RETENTION)?;
+    if job_retention < std::time::Duration::from_secs(1) {
+        return Err(ConfigError::new("JOB_RETENTION", "must be at least 1s"));
+    }
     Ok(wire_contract::NatsSettings {
         url,
         replicas,
         signature_retention,
+        job_retention,
     })
 }
 

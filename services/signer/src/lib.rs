@@ -17,6 +17,7 @@ pub mod estimate;
 pub mod health;
 pub mod ingest;
 pub mod job_traces;
+pub mod keep_pending;
 pub mod scheduler;
 pub mod shared_budget;
 pub mod simulation;
@@ -118,8 +119,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     let sweep = {
-        let (topo, view, shutdown) = (topo.clone(), Arc::clone(&view), shutdown.clone());
-        tokio::spawn(async move { sweep::run(topo, &view, shutdown).await })
+        let (topo, view, clock, shutdown) = (
+            topo.clone(),
+            Arc::clone(&view),
+            Arc::clone(&clock),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move { sweep::run(topo, &view, clock.as_ref(), shutdown).await })
     };
     let health_task = tokio::spawn(health::serve(
         health_listener,

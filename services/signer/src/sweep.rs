@@ -14,18 +14,29 @@
 //! written) has no result, and is left alone.
 
 use crate::complete::tell_waiting;
+use crate::keep_pending::{Kept, keep_pending};
 use crate::work_view::WorkView;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire_contract::records::ResultRecord;
+use wire_contract::time::Clock;
 use wire_contract::{Topology, load, waiting};
 
 /// How often waiting jobs are checked against finished messages.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Sweep until `shutdown`.
-pub async fn run(topo: Topology, view: &WorkView, shutdown: CancellationToken) {
-    service_kit::every(SWEEP_EVERY, &shutdown, || sweep_once(&topo, view)).await;
+/// Sweep until `shutdown`: every [`SWEEP_EVERY`], or more often when
+/// `JOB_RETENTION` is short enough to need it; each sweep also keeps the
+/// records of long-pending jobs ([`crate::keep_pending`]).
+pub async fn run(topo: Topology, view: &WorkView, clock: &dyn Clock, shutdown: CancellationToken) {
+    let every = wire_contract::job_keeping::sweep_every(topo.job_retention, SWEEP_EVERY);
+    let kept = tokio::sync::Mutex::new(Kept::default());
+    service_kit::every(every, &shutdown, || async {
+        sweep_once(&topo, view).await;
+        let mut kept = kept.lock().await;
+        keep_pending(&topo, view, &mut kept, clock.now()).await;
+    })
+    .await;
 }
 
 /// One pass; returns how many messages' jobs it told.

@@ -11,6 +11,7 @@ mod compose_files;
 mod dockerfiles;
 mod exactly_one;
 mod fair_share;
+mod job_retention;
 mod joins;
 mod lag_proxy;
 mod nats_nodes;

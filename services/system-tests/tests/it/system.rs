@@ -53,6 +53,8 @@ pub struct Options {
     pub api_env: Vec<(&'static str, String)>,
     /// Extra notifier settings.
     pub notifier_env: Vec<(&'static str, String)>,
+    /// Settings of every service (api, signers, notifier).
+    pub common_env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             failing_receiver: false,
             api_env: Vec::new(),
             notifier_env: Vec::new(),
+            common_env: Vec::new(),
         }
     }
 }
@@ -175,6 +178,7 @@ pub async fn spawn_system(opts: Options) -> System {
                 ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
             ]));
         }
+        e.extend(env(&opts.common_env));
         e.extend(env(extra));
         e
     };
