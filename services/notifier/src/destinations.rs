@@ -222,13 +222,13 @@ impl Destinations {
         slots.len()
     }
 
-    /// How many circuits are open at `now`, and a few of them (most
-    /// failures first).
+    /// How many circuits are open at `now`, or past their time but not yet
+    /// closed by a healthy probe, and a few of them (most failures first).
     pub fn open_circuits(&self, now: UnixMillis) -> (usize, Vec<OpenCircuitV1>) {
         let slots = self.slots();
         let mut open: Vec<_> = slots
             .iter()
-            .filter(|(_, s)| s.breaker.is_open(now))
+            .filter(|(_, s)| s.breaker.open_until.is_some())
             .map(|(key, s)| (key, s.breaker))
             .collect();
         let count = open.len();
